@@ -1,0 +1,51 @@
+/*
+ * engram api: the application. Route table (CORE's matching order), project resolution, handlers,
+ * and the per-request access log and metrics. struct eg_app is the one context object passed
+ * explicitly to everything that needs shared state; main.c owns it.
+ */
+#ifndef EG_API_H
+#define EG_API_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "engram/config.h"
+#include "engram/db.h"
+#include "engram/http.h"
+#include "engram/obs.h"
+
+struct eg_api_metrics;
+
+struct eg_app {
+    uv_loop_t *loop;
+    const struct eg_config *cfg;
+    struct eg_db_pool *db;              /* NULL until created */
+    struct eg_http_server *http;
+    struct eg_api_metrics *metrics;
+    bool is_draining;
+    int schema_required;
+    const char *version;
+    const char *commit;
+};
+
+/** Allocates the metrics registry for app (freed by eg_api_fini). */
+void eg_api_init(struct eg_app *app);
+void eg_api_fini(struct eg_app *app);
+
+/** The HTTP handler (eg_http_handler_fn): routes r and runs its handler. data is the app. */
+void eg_api_handle(struct eg_http_req *r, void *data);
+/** The HTTP done hook (eg_http_done_fn): access log line and request metrics. */
+void eg_api_done(struct eg_http_req *r, void *data);
+
+/* Handlers (src/api/<resource>.c). Each responds exactly once. */
+void eg_api_health(struct eg_app *app, struct eg_http_req *r);
+void eg_api_health_live(struct eg_app *app, struct eg_http_req *r);
+void eg_api_health_ready(struct eg_app *app, struct eg_http_req *r);
+void eg_api_metrics(struct eg_app *app, struct eg_http_req *r);
+
+/** Renders every metric family into b (exposed for tests). */
+int eg_api_metrics_render(struct eg_app *app, struct eg_buf *b);
+
+#endif /* EG_API_H */

@@ -1,0 +1,270 @@
+/*
+ * engram http: HTTP/1.1 on top of eg_net_conn.
+ *
+ * Pure parts (no libuv): the request parser (llhttp with byte and count limits), path
+ * normalisation, query decoding and the router. The server part owns connections: keep-alive,
+ * pipelining (responses in request order, at most pipeline_max requests in flight per connection,
+ * the parser paused beyond that), timers, Expect: 100-continue, HEAD, and error responses for
+ * malformed input. All calls are loop-thread only.
+ */
+#ifndef EG_HTTP_H
+#define EG_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <llhttp.h>
+#include <uv.h>
+
+#include "engram/core.h"
+
+/* ---- limits ------------------------------------------------------------------------------- */
+
+/** Ceilings on what one request may make the server hold (RELIABILITY.md §4). */
+struct eg_http_limits {
+    size_t url_bytes;     /* request target; over it: 414 */
+    size_t header_bytes;  /* all header names and values together; over it: 431 */
+    size_t header_count;  /* over it: 431 */
+    size_t body_bytes;    /* declared or received; over it: 413 */
+    size_t arena_bytes;   /* per-request scratch memory */
+};
+
+#define EG_HTTP_LIMITS_DEFAULT                                                                     \
+    ((struct eg_http_limits){.url_bytes = 8192,                                                    \
+                             .header_bytes = 16384,                                                \
+                             .header_count = 100,                                                  \
+                             .body_bytes = 1048576,                                                \
+                             .arena_bytes = 8u << 20})
+
+/* ---- request ------------------------------------------------------------------------------ */
+
+struct eg_http_header {
+    const char *name; /* NUL-terminated, as received */
+    const char *value;
+    size_t name_len;
+    size_t value_len;
+};
+
+#define EG_HTTP_MAX_PARAMS 4
+
+struct eg_http_conn;
+
+/**
+ * One request and, once answered, its response. It lives in its own arena from the moment its
+ * first byte is parsed until its response is written (or its connection closes, which runs the
+ * arena's cleanups: handlers register cancellation of their async work there).
+ */
+struct eg_http_req {
+    struct eg_arena arena;           /* public: scratch memory freed with the request */
+    /* parsed request, read-only for handlers */
+    int method;                      /* llhttp_method_t */
+    const char *method_name;         /* "GET", ... */
+    char *target;                    /* raw request target, NUL-terminated */
+    size_t target_len;
+    char *path;                      /* normalised pathname (dot segments resolved, still %-encoded) */
+    char *query;                     /* the part after '?', or NULL */
+    struct eg_http_header *headers;
+    size_t header_count;
+    struct eg_buf body;
+    bool is_head;                    /* HEAD: answered as GET without a body */
+    bool keep_alive;
+    bool expect_continue;
+    char request_id[65];             /* X-Request-Id as received (sanitised) or generated */
+    /* routing, filled by the application */
+    int route_id;                    /* -1 until routed */
+    const char *route_name;          /* pattern for metrics/logs; "unmatched" until routed */
+    const char *params[EG_HTTP_MAX_PARAMS];
+    size_t param_count;
+    void *app;                       /* public: application pointer (set by the server) */
+    /* response, written by eg_http_respond*; private after respond */
+    int status;
+    const char *content_type;
+    struct eg_buf resp_headers;      /* extra "Name: value\r\n" lines */
+    struct eg_buf resp_body;
+    bool has_responded;
+    bool close_after;                /* private: close the connection once this response is out */
+    uint64_t start_ns;               /* private: first byte seen */
+    size_t bytes_out;                /* read-only after the response is written */
+    struct eg_http_conn *conn;       /* private */
+    struct eg_http_req *next;        /* private: pipeline queue link */
+    /* parser scratch, private */
+    size_t header_bytes;
+    size_t header_cap;
+    struct eg_buf field;
+    struct eg_buf value;
+    bool last_was_value;
+};
+
+/** Returns the first header named name (case-insensitive), or NULL. *len gets its length. */
+const char *eg_http_req_header(const struct eg_http_req *r, const char *name, size_t *len);
+
+/* ---- parser ------------------------------------------------------------------------------- */
+
+/** What the parser reports after feeding bytes. */
+enum eg_http_parse_event {
+    EG_HTTP_PARSE_MORE = 0,     /* consumed everything; need more bytes */
+    EG_HTTP_PARSE_REQUEST = 1,  /* a full request is ready (eg_http_parser_take) */
+    EG_HTTP_PARSE_ERROR = 2,    /* malformed or over a limit: answer parser->error_status, close */
+};
+
+struct eg_http_parser;
+typedef struct eg_http_req *eg_http_req_new_fn(void *data);
+typedef void eg_http_head_fn(struct eg_http_parser *p, struct eg_http_req *r, void *data);
+
+/** Wraps llhttp with limits. Private fields; embed it in the connection. */
+struct eg_http_parser {
+    llhttp_t ll;
+    llhttp_settings_t settings;
+    const struct eg_http_limits *limits;
+    struct eg_http_req *cur;         /* request being parsed, or NULL between requests */
+    struct eg_http_req *done;        /* completed request waiting for eg_http_parser_take */
+    eg_http_req_new_fn *new_req;     /* allocates the next request on its first byte */
+    eg_http_head_fn *on_head;        /* headers complete and within limits (may be NULL) */
+    void *data;
+    int error_status;                /* 400/408/413/414/431 after EG_HTTP_PARSE_ERROR */
+    const char *error_reason;        /* short static text for logs */
+    bool in_message;                 /* bytes of a request seen, request not complete */
+    bool head_done;                  /* headers of the current request complete */
+};
+
+/** Initialises p. limits is borrowed for p's lifetime. new_req must return a fresh request. */
+void eg_http_parser_init(struct eg_http_parser *p, const struct eg_http_limits *limits,
+                         eg_http_req_new_fn *new_req, eg_http_head_fn *on_head, void *data);
+/**
+ * Feeds n bytes. Returns the event and sets *consumed to the bytes used. After
+ * EG_HTTP_PARSE_REQUEST, call eg_http_parser_take and feed the rest (data + *consumed) later;
+ * the parser stops after each request so the caller can apply backpressure.
+ */
+enum eg_http_parse_event eg_http_parser_feed(struct eg_http_parser *p, const char *data,
+                                             size_t n, size_t *consumed);
+/** Returns the completed request (ownership passes to the caller). */
+struct eg_http_req *eg_http_parser_take(struct eg_http_parser *p);
+/** Returns the partially parsed request, if any, and forgets it (the caller frees it). */
+struct eg_http_req *eg_http_parser_abandon(struct eg_http_parser *p);
+
+/** Creates a request with its arena (heap). Freed with eg_http_req_free. */
+struct eg_http_req *eg_http_req_new(size_t arena_bytes, size_t body_max);
+/** Runs the arena's cleanups and frees the request. */
+void eg_http_req_free(struct eg_http_req *r);
+
+/* ---- paths and queries -------------------------------------------------------------------- */
+
+/**
+ * Writes into out the pathname of target as WHATWG URL parsing would (CORE uses new URL()):
+ * the query and fragment removed, "." and ".." segments (also %2e forms) resolved. Percent
+ * escapes stay encoded. out must hold target_len + 2 bytes. Returns the length.
+ */
+size_t eg_http_path_normalize(const char *target, size_t target_len, char *out);
+/**
+ * decodeURIComponent: decodes %XX escapes; when any escape is malformed or the result is not
+ * valid UTF-8, returns a copy of the raw text (CORE keeps raw text when decoding throws). '+'
+ * stays '+'. Returns new arena memory, or NULL at the arena ceiling.
+ */
+char *eg_http_decode_component(struct eg_arena *a, const char *s, size_t n, size_t *out_len);
+
+/**
+ * Form-urlencoded query lookup (URLSearchParams.get): the first parameter named name, with '+'
+ * as space and %XX decoded (a malformed escape stays literal). Returns arena memory, or NULL when
+ * absent. *len gets the decoded length when len is non-NULL.
+ */
+char *eg_http_query_get(struct eg_arena *a, const char *query, const char *name, size_t *len);
+/** Calls fn for every parameter named name, in order (URLSearchParams.getAll). Returns count. */
+size_t eg_http_query_get_all(struct eg_arena *a, const char *query, const char *name,
+                             void (*fn)(const char *v, size_t len, void *data), void *data);
+
+/* ---- router ------------------------------------------------------------------------------- */
+
+/** One route. pattern segments in braces ("{id}") match one non-empty path segment. */
+struct eg_http_route {
+    int method;              /* llhttp_method_t; HEAD requests match GET routes */
+    const char *pattern;     /* e.g. "/api/v1/memories/{id}/claims" */
+    int id;                  /* the application's handler id */
+};
+
+enum eg_http_match {
+    EG_HTTP_MATCH_OK = 0,
+    EG_HTTP_MATCH_NOT_FOUND = 1,     /* no pattern matches the path */
+    EG_HTTP_MATCH_BAD_METHOD = 2,    /* patterns match, none with this method: 405 */
+};
+
+/**
+ * Finds the first route in table order whose method and pattern match. Params are pointers into
+ * the raw (still encoded) path, copied into the request's arena. On BAD_METHOD, allow (NUL-
+ * terminated, e.g. "GET, HEAD, PATCH") lists the methods of every route whose pattern matches.
+ */
+enum eg_http_match eg_http_route_match(const struct eg_http_route *table, size_t n,
+                                       struct eg_http_req *r, const struct eg_http_route **out,
+                                       char *allow, size_t allow_len);
+
+/* ---- responses ---------------------------------------------------------------------------- */
+
+/** The reason phrase for status ("Not Found"). */
+const char *eg_http_reason(int status);
+/** Adds a response header line. name and value must not contain CR or LF. Returns 0/EG_ELIMIT. */
+int eg_http_add_header(struct eg_http_req *r, const char *name, const char *value);
+/**
+ * Sends r->resp_body with status and content_type (static string; NULL means JSON). Exactly one
+ * respond call per request; the server writes responses in request order.
+ */
+void eg_http_respond(struct eg_http_req *r, int status, const char *content_type);
+/** Responds with the JSON text json (copied). */
+void eg_http_respond_json(struct eg_http_req *r, int status, const char *json, size_t len);
+/** Responds with CORE's error envelope {"error":"<code>"} (code is a JSON-safe identifier). */
+void eg_http_respond_error(struct eg_http_req *r, int status, const char *code);
+/**
+ * Renders the status line and headers for r into out (server use; exposed for tests). date is the
+ * cached IMF-fixdate. keep_alive chooses the Connection header.
+ */
+int eg_http_render_head(const struct eg_http_req *r, const char *date, bool keep_alive,
+                        struct eg_buf *out);
+
+/* ---- server ------------------------------------------------------------------------------- */
+
+struct eg_http_server;
+
+/** Called once per complete request, in arrival order. The handler must respond exactly once. */
+typedef void eg_http_handler_fn(struct eg_http_req *r, void *data);
+/** Called once per response after it was written (or failed): the access log and metrics hook. */
+typedef void eg_http_done_fn(struct eg_http_req *r, void *data);
+
+struct eg_http_server_config {
+    struct eg_http_limits limits;
+    uint64_t header_timeout_ms;     /* whole header phase (slowloris) */
+    uint64_t body_timeout_ms;       /* idle gap while reading a body */
+    uint64_t keepalive_timeout_ms;  /* idle connection between requests */
+    uint64_t write_timeout_ms;      /* a response not drained by the client */
+    size_t pipeline_max;            /* requests in flight per connection */
+    size_t max_connections;
+};
+
+struct eg_http_server_stats {
+    uint64_t connections_active;
+    uint64_t connections_total;
+    uint64_t connections_rejected;
+    uint64_t requests_in_flight;
+};
+
+/** Creates a server bound to loop. cfg is copied. handler/done are called on the loop. */
+struct eg_http_server *eg_http_server_new(uv_loop_t *loop, const struct eg_http_server_config *cfg,
+                                          eg_http_handler_fn *handler, eg_http_done_fn *done,
+                                          void *data);
+/** Accept callback for eg_net_listeners_start (data is the server). */
+void eg_http_server_accept(uv_stream_t *listener, void *server);
+/**
+ * Starts draining: idle connections close now, busy ones close after their in-flight responses
+ * (Connection: close), and no further requests are read.
+ */
+void eg_http_server_drain(struct eg_http_server *s);
+/** Force-closes every connection (drain deadline passed). */
+void eg_http_server_close_all(struct eg_http_server *s);
+/** Returns the client's "ip:port" for r, or NULL once its connection is gone. */
+const char *eg_http_req_peer(const struct eg_http_req *r);
+/** Returns the current connection count. */
+size_t eg_http_server_connections(const struct eg_http_server *s);
+void eg_http_server_get_stats(const struct eg_http_server *s, struct eg_http_server_stats *out);
+/** Frees the server; every connection must be closed (eg_http_server_connections() == 0). */
+void eg_http_server_free(struct eg_http_server *s);
+
+#endif /* EG_HTTP_H */

@@ -1,0 +1,322 @@
+-- engram baseline schema: the result of applying every file in schema/migrations/ in order,
+-- as one file for a fresh, empty database. tests/integration/fixtures/check_schema.sh proves
+-- that loading this file and applying the migrations give the same pg_dump --schema-only and
+-- the same schema_migrations rows. Whenever a migration is added, update this file to match.
+--
+-- Fresh databases only: the data tables are created without IF NOT EXISTS, so loading this into
+-- a database that already has them fails (use `engramd migrate` there) instead of recording
+-- migrations as applied when they were not. Runs inside one transaction, as one string.
+--
+-- Optional extensions, as in the migrations: pgvector (embedding columns + ivfflat index) and
+-- pg_trgm (trigram index for ILIKE search) are used when installed, installed when available
+-- and permitted, and skipped otherwise.
+
+-- Migration bookkeeping (same DDL the migration runner issues before anything else).
+CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'vector')
+       AND EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector') THEN
+        BEGIN
+            CREATE EXTENSION IF NOT EXISTS vector;
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE NOTICE 'engram: no privilege to create extension vector; embeddings disabled';
+        END;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm')
+       AND EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_trgm') THEN
+        BEGIN
+            CREATE EXTENSION IF NOT EXISTS pg_trgm;
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE NOTICE 'engram: no privilege to create extension pg_trgm; no trigram index';
+        END;
+    END IF;
+END $$;
+
+-- =============================================================================================
+-- CORE's tables (0001_core; spec/core-contract.md §3)
+-- =============================================================================================
+
+-- Body kept identical to CORE's so pg_dump of engram and CORE databases match.
+CREATE FUNCTION core_set_updated_at()
+RETURNS trigger AS $$
+BEGIN
+  NEW.updated_at = NOW();
+  RETURN NEW;
+END;
+$$ LANGUAGE plpgsql;
+
+-- memories and claims carry `embedding` (at CORE's position) only when pgvector is installed.
+DO $$
+DECLARE
+    vec_schema text;
+    emb        text := '';
+BEGIN
+    SELECT n.nspname INTO vec_schema
+      FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+     WHERE e.extname = 'vector';
+    IF vec_schema IS NOT NULL THEN
+        emb := format('embedding %I.vector(1536),', vec_schema);
+    END IF;
+
+    EXECUTE format($ddl$
+        CREATE TABLE memories (
+            id                  TEXT PRIMARY KEY,
+            project_id          TEXT NOT NULL,
+            subject_id          TEXT NOT NULL,
+            text                TEXT NOT NULL,
+            kind                TEXT NOT NULL DEFAULT 'fact'
+                                CONSTRAINT memories_kind_check CHECK (kind IN
+                                    ('fact', 'preference', 'context', 'note', 'event', 'trait')),
+            visibility          TEXT NOT NULL DEFAULT 'private'
+                                CONSTRAINT memories_visibility_check CHECK (visibility IN
+                                    ('private', 'shared', 'public')),
+            importance          INTEGER NOT NULL DEFAULT 50
+                                CONSTRAINT memories_importance_check
+                                CHECK (importance BETWEEN 0 AND 100),
+            confidence          DOUBLE PRECISION NOT NULL DEFAULT 0.8
+                                CONSTRAINT memories_confidence_check
+                                CHECK (confidence >= 0 AND confidence <= 1),
+            is_temporal         BOOLEAN NOT NULL DEFAULT FALSE,
+            tags                TEXT[] NOT NULL DEFAULT '{}',
+            metadata            JSONB NOT NULL DEFAULT '{}'::jsonb,
+            %1$s
+            status              TEXT NOT NULL DEFAULT 'active'
+                                CONSTRAINT memories_status_check CHECK (status IN
+                                    ('active', 'superseded')),
+            superseded_by       TEXT,
+            is_deleted          BOOLEAN NOT NULL DEFAULT FALSE,
+            source_type         TEXT NOT NULL DEFAULT 'explicit',
+            created_at          TIMESTAMPTZ NOT NULL DEFAULT NOW(),
+            updated_at          TIMESTAMPTZ NOT NULL DEFAULT NOW(),
+            last_seen_at        TIMESTAMPTZ,
+            seen_count          INTEGER NOT NULL DEFAULT 0,
+            reinforcement_count INTEGER NOT NULL DEFAULT 0,
+            last_reinforced_at  TIMESTAMPTZ
+        );
+
+        CREATE TABLE claims (
+            claim_id              TEXT PRIMARY KEY,
+            project_id            TEXT NOT NULL,
+            subject_id            TEXT NOT NULL,
+            predicate             TEXT NOT NULL,
+            object_value          TEXT NOT NULL,
+            slot                  TEXT NOT NULL,
+            claim_type            TEXT NOT NULL DEFAULT 'fact',
+            confidence            DOUBLE PRECISION NOT NULL DEFAULT 0.8
+                                  CONSTRAINT claims_confidence_check
+                                  CHECK (confidence >= 0 AND confidence <= 1),
+            importance            DOUBLE PRECISION NOT NULL DEFAULT 0.5
+                                  CONSTRAINT claims_importance_check
+                                  CHECK (importance >= 0 AND importance <= 1),
+            tags                  TEXT[] NOT NULL DEFAULT '{}',
+            source_memory_id      TEXT,
+            source_observation_id TEXT,
+            subject_entity        TEXT NOT NULL DEFAULT 'self',
+            status                TEXT NOT NULL DEFAULT 'active'
+                                  CONSTRAINT claims_status_check CHECK (status IN
+                                      ('active', 'retracted')),
+            asserted_at           TIMESTAMPTZ NOT NULL DEFAULT NOW(),
+            updated_at            TIMESTAMPTZ NOT NULL DEFAULT NOW(),
+            retracted_at          TIMESTAMPTZ,
+            retract_reason        TEXT,
+            %1$s
+            valid_from            TIMESTAMPTZ,
+            valid_until           TIMESTAMPTZ,
+            CONSTRAINT fk_claim_source_memory
+                FOREIGN KEY (source_memory_id) REFERENCES memories(id) ON DELETE SET NULL
+        )$ddl$, emb);
+
+    IF vec_schema IS NOT NULL THEN
+        EXECUTE format('CREATE INDEX idx_memories_embedding_ivfflat
+                            ON memories USING ivfflat (embedding %I.vector_cosine_ops)
+                            WITH (lists = 100)', vec_schema);
+    END IF;
+END $$;
+
+CREATE TABLE claim_assertions (
+    assertion_id  TEXT PRIMARY KEY,
+    project_id    TEXT NOT NULL,
+    subject_id    TEXT NOT NULL,
+    claim_id      TEXT NOT NULL
+                  CONSTRAINT claim_assertions_claim_id_fkey
+                  REFERENCES claims(claim_id) ON DELETE CASCADE,
+    memory_id     TEXT
+                  CONSTRAINT claim_assertions_memory_id_fkey
+                  REFERENCES memories(id) ON DELETE SET NULL,
+    predicate     TEXT NOT NULL,
+    object_type   TEXT NOT NULL DEFAULT 'string'
+                  CONSTRAINT claim_assertions_object_type_check CHECK (object_type IN
+                      ('string', 'number', 'date', 'json')),
+    value_string  TEXT,
+    value_number  DOUBLE PRECISION,
+    value_date    TIMESTAMPTZ,
+    value_json    JSONB,
+    confidence    DOUBLE PRECISION NOT NULL DEFAULT 0.8
+                  CONSTRAINT claim_assertions_confidence_check
+                  CHECK (confidence >= 0 AND confidence <= 1),
+    status        TEXT NOT NULL DEFAULT 'active',
+    first_seen_at TIMESTAMPTZ NOT NULL DEFAULT NOW(),
+    last_seen_at  TIMESTAMPTZ NOT NULL DEFAULT NOW()
+);
+
+CREATE TABLE claim_edges (
+    edge_id       BIGSERIAL PRIMARY KEY,
+    project_id    TEXT NOT NULL,
+    subject_id    TEXT NOT NULL,
+    from_claim_id TEXT NOT NULL
+                  CONSTRAINT claim_edges_from_claim_id_fkey
+                  REFERENCES claims(claim_id) ON DELETE CASCADE,
+    to_claim_id   TEXT NOT NULL
+                  CONSTRAINT claim_edges_to_claim_id_fkey
+                  REFERENCES claims(claim_id) ON DELETE CASCADE,
+    edge_type     TEXT NOT NULL
+                  CONSTRAINT claim_edges_type_check CHECK (edge_type IN
+                      ('supersedes', 'supports', 'duplicates', 'related', 'retracts')),
+    weight        DOUBLE PRECISION NOT NULL DEFAULT 0,
+    reason_code   TEXT,
+    reason_text   TEXT,
+    created_at    TIMESTAMPTZ NOT NULL DEFAULT NOW(),
+    CONSTRAINT claim_edges_project_id_from_claim_id_to_claim_id_edge_type_key
+        UNIQUE (project_id, from_claim_id, to_claim_id, edge_type)
+);
+
+CREATE TABLE slot_state (
+    project_id           TEXT NOT NULL,
+    subject_id           TEXT NOT NULL,
+    slot                 TEXT NOT NULL,
+    active_claim_id      TEXT
+                         CONSTRAINT slot_state_active_claim_id_fkey
+                         REFERENCES claims(claim_id) ON DELETE SET NULL,
+    status               TEXT NOT NULL DEFAULT 'active'
+                         CONSTRAINT slot_state_status_check CHECK (status IN
+                             ('active', 'superseded', 'retracted')),
+    replaced_by_claim_id TEXT,
+    updated_at           TIMESTAMPTZ NOT NULL DEFAULT NOW(),
+    PRIMARY KEY (project_id, subject_id, slot)
+);
+
+CREATE TABLE memory_recall_events (
+    event_id         TEXT PRIMARY KEY,
+    project_id       TEXT NOT NULL,
+    subject_id       TEXT NOT NULL,
+    memory_id        TEXT NOT NULL
+                     CONSTRAINT memory_recall_events_memory_id_fkey
+                     REFERENCES memories(id) ON DELETE CASCADE,
+    memory_text      TEXT NOT NULL DEFAULT '',
+    chat_id          TEXT NOT NULL DEFAULT '',
+    message_index    INTEGER NOT NULL DEFAULT 0,
+    chat_logged      BOOLEAN NOT NULL DEFAULT TRUE,
+    similarity_score DOUBLE PRECISION NOT NULL DEFAULT 0,
+    request_type     TEXT NOT NULL DEFAULT 'chat',
+    model            TEXT NOT NULL DEFAULT '',
+    metadata         JSONB NOT NULL DEFAULT '{}'::jsonb,
+    recalled_at      TIMESTAMPTZ NOT NULL DEFAULT NOW()
+);
+
+CREATE INDEX idx_memories_project_subject
+    ON memories (project_id, subject_id);
+CREATE INDEX idx_memories_project_subject_active
+    ON memories (project_id, subject_id, status, is_deleted, created_at DESC);
+CREATE INDEX idx_memories_superseded
+    ON memories (project_id, subject_id, status, created_at DESC);
+-- CORE's name; it is a full-text index, not a trigram one (see idx_memories_text_ilike).
+CREATE INDEX idx_memories_text_trgm
+    ON memories USING gin (to_tsvector('english', text));
+
+CREATE INDEX idx_claims_project_subject
+    ON claims (project_id, subject_id);
+CREATE INDEX idx_claims_project_subject_slot
+    ON claims (project_id, subject_id, slot, asserted_at DESC);
+CREATE INDEX idx_claims_project_subject_predicate
+    ON claims (project_id, subject_id, predicate, asserted_at DESC);
+CREATE INDEX idx_claims_status
+    ON claims (project_id, subject_id, status);
+
+CREATE INDEX idx_claim_assertions_memory
+    ON claim_assertions (project_id, memory_id, last_seen_at DESC);
+CREATE INDEX idx_claim_assertions_claim
+    ON claim_assertions (project_id, claim_id);
+
+CREATE INDEX idx_claim_edges_from
+    ON claim_edges (project_id, from_claim_id, created_at DESC);
+CREATE INDEX idx_claim_edges_to
+    ON claim_edges (project_id, to_claim_id, created_at DESC);
+
+CREATE INDEX idx_slot_state_subject
+    ON slot_state (project_id, subject_id, status, updated_at DESC);
+
+CREATE INDEX idx_memory_recall_by_chat
+    ON memory_recall_events (project_id, chat_id, recalled_at ASC);
+CREATE INDEX idx_memory_recall_by_memory
+    ON memory_recall_events (project_id, memory_id, recalled_at DESC);
+CREATE INDEX idx_memory_recall_by_subject
+    ON memory_recall_events (project_id, subject_id, recalled_at DESC);
+
+CREATE TRIGGER trg_memories_updated_at BEFORE UPDATE ON memories
+    FOR EACH ROW EXECUTE FUNCTION core_set_updated_at();
+CREATE TRIGGER trg_claims_updated_at BEFORE UPDATE ON claims
+    FOR EACH ROW EXECUTE FUNCTION core_set_updated_at();
+
+-- =============================================================================================
+-- engram's event core (0002_engram_events; ARCHITECTURE.md §5). Roles are explained in the
+-- migration; no foreign keys to projects so writers never lock a shared row.
+-- =============================================================================================
+
+-- Per-project sequencer state: last seq handed out, log incarnation (epoch, ms at creation).
+CREATE TABLE projects (
+    project_id TEXT PRIMARY KEY,
+    last_seq   BIGINT NOT NULL DEFAULT 0,
+    epoch      BIGINT NOT NULL
+               DEFAULT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT NOW()
+);
+
+-- Transactional outbox written by each write transaction, drained in id order by the sequencer.
+CREATE TABLE event_outbox (
+    id         BIGSERIAL PRIMARY KEY,
+    project_id TEXT NOT NULL,
+    subject_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    payload    TEXT NOT NULL,  -- exact JSON text
+    created_at TIMESTAMPTZ NOT NULL DEFAULT NOW()
+) WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000);
+
+-- The ordered, gapless per-project event log; resume is a primary-key range scan.
+CREATE TABLE events (
+    project_id   TEXT NOT NULL,
+    seq          BIGINT NOT NULL,
+    subject_id   TEXT NOT NULL,
+    event_type   TEXT NOT NULL,
+    payload      TEXT NOT NULL,
+    created_at   TIMESTAMPTZ NOT NULL,
+    sequenced_at TIMESTAMPTZ NOT NULL DEFAULT NOW(),
+    PRIMARY KEY (project_id, seq)
+);
+
+-- Retention pruning by time on an append-only table.
+CREATE INDEX idx_events_sequenced_at
+    ON events USING brin (sequenced_at);
+
+-- Trigram index for lexical ILIKE search, only with pg_trgm.
+DO $$
+DECLARE
+    trgm_schema text;
+BEGIN
+    SELECT n.nspname INTO trgm_schema
+      FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+     WHERE e.extname = 'pg_trgm';
+    IF trgm_schema IS NOT NULL THEN
+        EXECUTE format('CREATE INDEX idx_memories_text_ilike
+                            ON memories USING gin (text %I.gin_trgm_ops)', trgm_schema);
+    END IF;
+END $$;
+
+-- =============================================================================================
+-- Every migration above counts as applied.
+-- =============================================================================================
+INSERT INTO schema_migrations (version, name) VALUES
+    (1, '0001_core'),
+    (2, '0002_engram_events')
+ON CONFLICT (version) DO NOTHING;

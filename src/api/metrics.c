@@ -1,0 +1,116 @@
+/* GET /metrics: Prometheus text format 0.0.4. No label carries a tenant id or a raw path. */
+#include "engram/api.h"
+
+#include <stdio.h>
+
+int eg_api_render_request_metrics(struct eg_app *app, struct eg_buf *b);
+
+static int gauge(struct eg_buf *b, const char *name, const char *help, double v)
+{
+    int rc = eg_prom_header(b, name, "gauge", help);
+
+    return rc == 0 ? eg_prom_sample(b, name, NULL, v) : rc;
+}
+
+static int counter(struct eg_buf *b, const char *name, const char *help, double v)
+{
+    int rc = eg_prom_header(b, name, "counter", help);
+
+    return rc == 0 ? eg_prom_sample(b, name, NULL, v) : rc;
+}
+
+int eg_api_metrics_render(struct eg_app *app, struct eg_buf *b)
+{
+    struct eg_http_server_stats hs;
+    struct eg_db_pool_stats ds = {0};
+    struct eg_proc_stats ps;
+    char labels[160];
+    int rc;
+
+    eg_http_server_get_stats(app->http, &hs);
+    if (app->db != NULL)
+        eg_db_pool_get_stats(app->db, &ds);
+    eg_proc_stats_read(&ps);
+
+    rc = eg_prom_header(b, "engram_build_info", "gauge", "Build of this engramd (always 1).");
+    if (rc == 0) {
+        eg_buf_puts(b, "engram_build_info{version=\"");
+        eg_prom_label_value(b, app->version);
+        eg_buf_puts(b, "\",commit=\"");
+        eg_prom_label_value(b, app->commit);
+        rc = eg_buf_puts(b, "\"} 1\n");
+    }
+    if (rc == 0)
+        rc = eg_api_render_request_metrics(app, b);
+    if (rc == 0)
+        rc = gauge(b, "http_requests_in_flight", "Requests received and not yet answered.",
+                   (double)hs.requests_in_flight);
+    if (rc == 0)
+        rc = gauge(b, "http_connections_active", "Open client connections.",
+                   (double)hs.connections_active);
+    if (rc == 0)
+        rc = counter(b, "http_connections_total", "Client connections accepted.",
+                     (double)hs.connections_total);
+    if (rc == 0)
+        rc = counter(b, "http_connections_rejected_total",
+                     "Connections refused with 503 (connection limit or draining).",
+                     (double)hs.connections_rejected);
+    if (rc == 0)
+        rc = eg_prom_header(b, "db_pool_connections", "gauge",
+                            "PostgreSQL pool connections by state.");
+    if (rc == 0) {
+        static const char *const names[] = {"idle", "busy", "connecting", "down"};
+        const double vals[] = {(double)ds.idle, (double)ds.busy, (double)ds.connecting,
+                               (double)ds.broken};
+
+        for (size_t i = 0; i < EG_ARRAY_LEN(names) && rc == 0; i++) {
+            snprintf(labels, sizeof(labels), "state=\"%s\"", names[i]);
+            rc = eg_prom_sample(b, "db_pool_connections", labels, vals[i]);
+        }
+    }
+    if (rc == 0)
+        rc = gauge(b, "db_pool_waiting", "Queries waiting for a free connection.",
+                   (double)ds.waiting);
+    if (rc == 0)
+        rc = counter(b, "db_pool_rejected_total",
+                     "Queries refused: queue full, queue timeout or no live connection.",
+                     (double)ds.rejected_total);
+    if (rc == 0)
+        rc = counter(b, "db_errors_total", "Queries that failed with a database error.",
+                     (double)ds.errors_total);
+    if (rc == 0)
+        rc = counter(b, "db_reconnects_total", "Live database connections lost.",
+                     (double)ds.reconnects_total);
+    if (rc == 0)
+        rc = gauge(b, "db_schema_version", "Applied schema version seen (-1 unknown).",
+                   (double)ds.schema_version);
+    if (rc == 0)
+        rc = eg_prom_header(b, "db_query_duration_seconds", "histogram",
+                            "Database round trips, from send to last result.");
+    if (rc == 0 && app->db != NULL)
+        rc = eg_prom_hist(b, "db_query_duration_seconds", NULL, eg_db_pool_query_hist(app->db));
+    if (rc == 0)
+        rc = gauge(b, "engram_draining", "1 while the instance drains after SIGTERM.",
+                   app->is_draining ? 1 : 0);
+    if (rc == 0)
+        rc = counter(b, "process_cpu_seconds_total", "User and system CPU time spent.",
+                     ps.cpu_seconds);
+    if (rc == 0)
+        rc = gauge(b, "process_resident_memory_bytes", "Resident memory size.", ps.rss_bytes);
+    if (rc == 0)
+        rc = gauge(b, "process_open_fds", "Open file descriptors.", ps.open_fds);
+    if (rc == 0)
+        rc = gauge(b, "process_start_time_seconds", "Start time since the epoch.",
+                   ps.start_time_seconds);
+    return rc;
+}
+
+void eg_api_metrics(struct eg_app *app, struct eg_http_req *r)
+{
+    eg_buf_reset(&r->resp_body);
+    if (eg_api_metrics_render(app, &r->resp_body) < 0) {
+        eg_http_respond_error(r, 500, "server_error");
+        return;
+    }
+    eg_http_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8");
+}

@@ -1,0 +1,272 @@
+/* Environment configuration: defaults, parsing and validation with one-line errors. */
+#include "engram/config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engram/core.h"
+
+struct ctx {
+    eg_config_getenv_fn *get;
+    void *data;
+    char *err;
+    size_t err_len;
+};
+
+static const char *get(struct ctx *x, const char *name)
+{
+    return x->get(name, x->data);
+}
+
+static int bad(struct ctx *x, const char *name, const char *what, const char *v)
+{
+    snprintf(x->err, x->err_len, "%s: %s, got \"%.64s\"", name, what, v);
+    return EG_ECONFIG;
+}
+
+/* Reads an integer variable into *out when set, checking [min, max]. */
+static int get_u64(struct ctx *x, const char *name, uint64_t min, uint64_t max, uint64_t *out)
+{
+    const char *v = get(x, name);
+    char what[96];
+    char *end;
+    unsigned long long n;
+
+    if (v == NULL)
+        return 0;
+    snprintf(what, sizeof(what), "expected an integer from %llu to %llu",
+             (unsigned long long)min, (unsigned long long)max);
+    if (v[0] < '0' || v[0] > '9')
+        return bad(x, name, what, v);
+    errno = 0;
+    n = strtoull(v, &end, 10);
+    if (errno != 0 || *end != '\0' || n < min || n > max)
+        return bad(x, name, what, v);
+    *out = n;
+    return 0;
+}
+
+static int get_size(struct ctx *x, const char *name, uint64_t min, uint64_t max, size_t *out)
+{
+    uint64_t v = *out;
+    int rc = get_u64(x, name, min, max, &v);
+
+    *out = (size_t)v;
+    return rc;
+}
+
+static int get_str(struct ctx *x, const char *name, char *out, size_t out_len)
+{
+    const char *v = get(x, name);
+
+    if (v == NULL)
+        return 0;
+    if (strlen(v) >= out_len)
+        return bad(x, name, "value too long", v);
+    memcpy(out, v, strlen(v) + 1);
+    return 0;
+}
+
+/* Copies s trimmed of ASCII whitespace into out. */
+static void trim_copy(const char *s, char *out, size_t out_len)
+{
+    size_t n;
+
+    while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
+        s++;
+    n = strlen(s);
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r'))
+        n--;
+    if (n >= out_len)
+        n = out_len - 1;
+    memcpy(out, s, n);
+    out[n] = '\0';
+}
+
+bool eg_config_core_bool(const char *v, bool def)
+{
+    static const char *const yes[] = {"1", "true", "yes", "on"};
+    static const char *const no[] = {"0", "false", "no", "off"};
+    char t[16];
+
+    if (v == NULL)
+        return def;
+    trim_copy(v, t, sizeof(t));
+    for (size_t i = 0; i < EG_ARRAY_LEN(yes); i++) {
+        if (strlen(t) == strlen(yes[i]) && eg_ascii_caseeq(t, yes[i], strlen(t)))
+            return true;
+        if (strlen(t) == strlen(no[i]) && eg_ascii_caseeq(t, no[i], strlen(t)))
+            return false;
+    }
+    return def;
+}
+
+/* Appends key='value' to a libpq keyword string, quoting as libpq requires. */
+static void conninfo_add(char *out, size_t out_len, const char *key, const char *value)
+{
+    size_t o = strlen(out);
+
+    o += (size_t)snprintf(out + o, o < out_len ? out_len - o : 0, "%s%s='", o ? " " : "", key);
+    for (const char *p = value; *p != '\0' && o + 3 < out_len; p++) {
+        if (*p == '\'' || *p == '\\')
+            out[o++] = '\\';
+        out[o++] = *p;
+    }
+    if (o + 2 < out_len) {
+        out[o++] = '\'';
+        out[o] = '\0';
+    }
+}
+
+static int load_database(struct ctx *x, struct eg_config *cfg)
+{
+    static const char *const core_vars[] = {"POSTGRES_HOST", "POSTGRES_DB", "POSTGRES_USER",
+                                            "POSTGRES_PASSWORD"};
+    static const char *const keys[] = {"host", "dbname", "user", "password"};
+    const char *url = get(x, "DATABASE_URL");
+    const char *port;
+
+    if (url != NULL && url[0] != '\0')
+        return get_str(x, "DATABASE_URL", cfg->database_url, sizeof(cfg->database_url));
+    if (get(x, "POSTGRES_HOST") == NULL) {
+        /* Neither form given: libpq's own PG* variables and defaults apply. */
+        cfg->database_url[0] = '\0';
+        return 0;
+    }
+    for (size_t i = 0; i < EG_ARRAY_LEN(core_vars); i++) {
+        const char *v = get(x, core_vars[i]);
+
+        if (v == NULL) {
+            snprintf(x->err, x->err_len, "%s: required when POSTGRES_HOST is set (or set "
+                     "DATABASE_URL)", core_vars[i]);
+            return EG_ECONFIG;
+        }
+        conninfo_add(cfg->database_url, sizeof(cfg->database_url), keys[i], v);
+    }
+    port = get(x, "POSTGRES_PORT");
+    if (port != NULL) {
+        uint64_t p = 5432;
+        int rc = get_u64(x, "POSTGRES_PORT", 1, 65535, &p);
+
+        if (rc < 0)
+            return rc;
+        conninfo_add(cfg->database_url, sizeof(cfg->database_url), "port", port);
+    }
+    return 0;
+}
+
+int eg_config_load(struct eg_config *cfg, eg_config_getenv_fn *getenv_fn, void *data, char *err,
+                   size_t err_len)
+{
+    struct ctx x = {getenv_fn, data, err, err_len};
+    uint64_t u;
+    const char *v;
+    int rc = 0;
+
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->port = 8080;
+    snprintf(cfg->bind, sizeof(cfg->bind), "0.0.0.0,::");
+    cfg->db_pool_size = 8;
+    cfg->db_statement_timeout_ms = 5000;
+    cfg->db_queue_max = 1024;
+    cfg->db_queue_timeout_ms = 2000;
+    cfg->max_connections = 10000;
+    cfg->max_body_bytes = 1048576;
+    cfg->max_header_bytes = 16384;
+    cfg->max_headers = 100;
+    cfg->max_url_bytes = 8192;
+    cfg->json_max_depth = 64;
+    cfg->header_timeout_ms = 10000;
+    cfg->body_timeout_ms = 10000;
+    cfg->keepalive_timeout_ms = 60000;
+    cfg->write_timeout_ms = 30000;
+    cfg->pipeline_max = 16;
+    cfg->drain_timeout_ms = 10000;
+    snprintf(cfg->log_level, sizeof(cfg->log_level), "info");
+    snprintf(cfg->default_project_id, sizeof(cfg->default_project_id), "default-project");
+    snprintf(cfg->ai_mode, sizeof(cfg->ai_mode), "auto");
+    cfg->use_retrieval_expand = true;
+    snprintf(cfg->openai_embed_model, sizeof(cfg->openai_embed_model), "text-embedding-3-small");
+
+    u = (uint64_t)cfg->port;
+    if (rc == 0)
+        rc = get_u64(&x, "PORT", 0, 65535, &u);
+    cfg->port = (int)u;
+    if (rc == 0)
+        rc = get_str(&x, "ENGRAM_BIND", cfg->bind, sizeof(cfg->bind));
+    if (rc == 0 && cfg->bind[0] == '\0')
+        rc = bad(&x, "ENGRAM_BIND", "expected comma-separated IP addresses", "");
+    if (rc == 0)
+        rc = load_database(&x, cfg);
+    u = (uint64_t)cfg->db_pool_size;
+    if (rc == 0)
+        rc = get_u64(&x, "ENGRAM_DB_POOL_SIZE", 1, 256, &u);
+    cfg->db_pool_size = (int)u;
+    if (rc == 0)
+        rc = get_u64(&x, "ENGRAM_DB_STATEMENT_TIMEOUT_MS", 100, 3600000,
+                     &cfg->db_statement_timeout_ms);
+    if (rc == 0)
+        rc = get_size(&x, "ENGRAM_DB_QUEUE_MAX", 0, 1000000, &cfg->db_queue_max);
+    if (rc == 0)
+        rc = get_u64(&x, "ENGRAM_DB_QUEUE_TIMEOUT_MS", 1, 600000, &cfg->db_queue_timeout_ms);
+    if (rc == 0)
+        rc = get_str(&x, "REDIS_URL", cfg->redis_url, sizeof(cfg->redis_url));
+    if (rc == 0)
+        rc = get_size(&x, "ENGRAM_MAX_CONNECTIONS", 1, 1000000, &cfg->max_connections);
+    if (rc == 0)
+        rc = get_size(&x, "ENGRAM_MAX_BODY_BYTES", 1, 64u << 20, &cfg->max_body_bytes);
+    if (rc == 0)
+        rc = get_size(&x, "ENGRAM_MAX_HEADER_BYTES", 256, 1u << 20, &cfg->max_header_bytes);
+    if (rc == 0)
+        rc = get_size(&x, "ENGRAM_MAX_HEADERS", 1, 10000, &cfg->max_headers);
+    if (rc == 0)
+        rc = get_size(&x, "ENGRAM_MAX_URL_BYTES", 64, 1u << 20, &cfg->max_url_bytes);
+    if (rc == 0)
+        rc = get_size(&x, "ENGRAM_JSON_MAX_DEPTH", 1, 1000, &cfg->json_max_depth);
+    if (rc == 0)
+        rc = get_u64(&x, "ENGRAM_HEADER_TIMEOUT_MS", 1, 3600000, &cfg->header_timeout_ms);
+    if (rc == 0)
+        rc = get_u64(&x, "ENGRAM_BODY_TIMEOUT_MS", 1, 3600000, &cfg->body_timeout_ms);
+    if (rc == 0)
+        rc = get_u64(&x, "ENGRAM_KEEPALIVE_TIMEOUT_MS", 1, 86400000, &cfg->keepalive_timeout_ms);
+    if (rc == 0)
+        rc = get_u64(&x, "ENGRAM_WRITE_TIMEOUT_MS", 1, 3600000, &cfg->write_timeout_ms);
+    if (rc == 0)
+        rc = get_size(&x, "ENGRAM_PIPELINE_MAX", 1, 1024, &cfg->pipeline_max);
+    if (rc == 0)
+        rc = get_u64(&x, "ENGRAM_DRAIN_TIMEOUT_MS", 0, 3600000, &cfg->drain_timeout_ms);
+    if (rc == 0)
+        rc = get_u64(&x, "ENGRAM_DRAIN_DELAY_MS", 0, 600000, &cfg->drain_delay_ms);
+    if (rc == 0)
+        rc = get_str(&x, "ENGRAM_LOG_LEVEL", cfg->log_level, sizeof(cfg->log_level));
+    if (rc == 0 && strcmp(cfg->log_level, "debug") != 0 && strcmp(cfg->log_level, "info") != 0
+        && strcmp(cfg->log_level, "warn") != 0 && strcmp(cfg->log_level, "error") != 0)
+        rc = bad(&x, "ENGRAM_LOG_LEVEL", "expected debug, info, warn or error", cfg->log_level);
+    /* CORE: an empty default project id counts as unset. */
+    v = get(&x, "CORE_DEFAULT_PROJECT_ID");
+    if (rc == 0 && v != NULL && v[0] != '\0')
+        rc = get_str(&x, "CORE_DEFAULT_PROJECT_ID", cfg->default_project_id,
+                     sizeof(cfg->default_project_id));
+    v = get(&x, "CORE_AI_MODE");
+    if (rc == 0 && v != NULL) {
+        trim_copy(v, cfg->ai_mode, sizeof(cfg->ai_mode));
+        for (char *p = cfg->ai_mode; *p != '\0'; p++) {
+            if (*p >= 'A' && *p <= 'Z')
+                *p = (char)(*p + 32);
+        }
+    }
+    cfg->use_retrieval_expand = eg_config_core_bool(get(&x, "USE_RETRIEVAL_EXPAND"), true);
+    cfg->core_debug = eg_config_core_bool(get(&x, "CORE_DEBUG"), false);
+    if (rc == 0)
+        rc = get_str(&x, "OPENAI_API_KEY", cfg->openai_api_key, sizeof(cfg->openai_api_key));
+    if (rc == 0)
+        rc = get_str(&x, "CEREBRAS_API", cfg->cerebras_api_key, sizeof(cfg->cerebras_api_key));
+    if (rc == 0)
+        rc = get_str(&x, "RETRIEVAL_MODEL", cfg->retrieval_model, sizeof(cfg->retrieval_model));
+    if (rc == 0)
+        rc = get_str(&x, "OPENAI_EMBED_MODEL", cfg->openai_embed_model,
+                     sizeof(cfg->openai_embed_model));
+    return rc;
+}

@@ -1,0 +1,431 @@
+/*
+ * engramd: the command line, configuration, wiring and orderly shutdown. The only globals of the
+ * program live here (the signal watchers and the app context).
+ *
+ *   serve:   listeners + HTTP server + database pool on one libuv loop. SIGTERM/SIGINT start a
+ *            drain: readiness turns 503, (after ENGRAM_DRAIN_DELAY_MS) the listeners close, in-
+ *            flight requests finish until ENGRAM_DRAIN_TIMEOUT_MS, then everything closes and the
+ *            process exits 0 with a closed loop (no leaked handles). A second signal forces it.
+ *   migrate: applies missing migrations over a one-connection pool, then exits.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <uv.h>
+
+#include "engram/api.h"
+#include "engram/config.h"
+#include "engram/db.h"
+#include "engram/http.h"
+#include "engram/net.h"
+#include "engram/obs.h"
+#include "engram_version.h"
+
+#define EXIT_CONFIG 2
+#define MIGRATE_CONNECT_TIMEOUT_MS 30000
+
+static const char usage_main[] =
+    "usage: engramd <command> [--help]\n"
+    "\n"
+    "commands:\n"
+    "  serve     run the HTTP server\n"
+    "  migrate   apply database migrations, then exit\n"
+    "  version   print the version\n"
+    "\n"
+    "Configuration comes from the environment; see docs/OPERATIONS.md.\n";
+
+static const char usage_serve[] =
+    "usage: engramd serve\n"
+    "\n"
+    "Serves CORE's HTTP API and engram's operational routes (/health, /health/live,\n"
+    "/health/ready, /metrics) on ENGRAM_BIND:PORT (default 0.0.0.0,:: port 8080).\n"
+    "Database: DATABASE_URL (a libpq URI or keyword string) or CORE's POSTGRES_HOST, _PORT, _DB,\n"
+    "_USER, _PASSWORD. Refuses to start on a schema older than it needs: run engramd migrate.\n"
+    "SIGTERM or SIGINT drains and exits 0. Logs are JSON lines on stdout.\n";
+
+static const char usage_migrate[] =
+    "usage: engramd migrate\n"
+    "\n"
+    "Applies the migrations this binary embeds that the database lacks, in order, each in its\n"
+    "own transaction, under an advisory lock (concurrent runs are safe). Works on an empty\n"
+    "database and on a database created by CORE. Same database settings as serve.\n";
+
+static struct eg_config cfg;
+
+static const char *env_get(const char *name, void *data)
+{
+    (void)data;
+    return getenv(name);
+}
+
+static int load_config(void)
+{
+    char err[256];
+    enum eg_log_level level = EG_LOG_INFO;
+
+    if (eg_config_load(&cfg, env_get, NULL, err, sizeof(err)) < 0) {
+        fprintf(stderr, "engramd: %s\n", err);
+        return -1;
+    }
+    eg_log_level_parse(cfg.log_level, &level);
+    eg_log_set_level(level);
+    return 0;
+}
+
+static struct eg_db_config db_config(int size, uint64_t statement_timeout_ms)
+{
+    return (struct eg_db_config){
+        .conninfo = cfg.database_url,
+        .size = size,
+        .statement_timeout_ms = statement_timeout_ms,
+        .queue_max = cfg.db_queue_max,
+        .queue_timeout_ms = cfg.db_queue_timeout_ms,
+    };
+}
+
+/* ---- migrate ------------------------------------------------------------------------------ */
+
+struct migrate_state {
+    uv_loop_t *loop;
+    struct eg_db_pool *pool;
+    uv_timer_t timer;
+    bool started;
+    int exit_code;
+};
+
+static void on_migrate_pool_closed(void *data)
+{
+    struct migrate_state *m = data;
+
+    uv_close((uv_handle_t *)&m->timer, NULL);
+}
+
+static void migrate_stop(struct migrate_state *m, int code)
+{
+    m->exit_code = code;
+    uv_timer_stop(&m->timer);
+    eg_db_pool_close(m->pool, on_migrate_pool_closed, m);
+}
+
+static void on_migrated(const struct eg_db_migrate_result *res, void *data)
+{
+    struct migrate_state *m = data;
+
+    if (res->status < 0) {
+        eg_log_fields(EG_LOG_ERROR, res->message, NULL, 0);
+        migrate_stop(m, 1);
+        return;
+    }
+    eg_log_fields(EG_LOG_INFO, res->from_version == res->to_version ? "schema is current"
+                                                                      : "migrations applied",
+                  (struct eg_log_field[]){EG_LF_I("from_version", res->from_version),
+                                          EG_LF_I("to_version", res->to_version)},
+                  2);
+    migrate_stop(m, 0);
+}
+
+static void on_migrate_pool_state(struct eg_db_pool *p, void *data)
+{
+    struct migrate_state *m = data;
+
+    if (!m->started && eg_db_pool_is_live(p)) {
+        m->started = true;
+        uv_timer_stop(&m->timer);
+        eg_db_migrate(p, on_migrated, m);
+    }
+}
+
+static void on_migrate_timeout(uv_timer_t *t)
+{
+    struct migrate_state *m = t->data;
+
+    eg_log(EG_LOG_ERROR, "could not connect to the database within %d s",
+           MIGRATE_CONNECT_TIMEOUT_MS / 1000);
+    migrate_stop(m, 1);
+}
+
+static int cmd_migrate(void)
+{
+    struct migrate_state m = {0};
+    struct eg_db_config dc = db_config(1, 3600000);
+    uv_loop_t loop;
+
+    uv_loop_init(&loop);
+    m.loop = &loop;
+    uv_timer_init(&loop, &m.timer);
+    m.timer.data = &m;
+    uv_timer_start(&m.timer, on_migrate_timeout, MIGRATE_CONNECT_TIMEOUT_MS, 0);
+    m.pool = eg_db_pool_new(&loop, &dc, on_migrate_pool_state, &m);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&loop) != 0)
+        eg_log(EG_LOG_WARN, "loop closed with handles still open");
+    return m.exit_code;
+}
+
+/* ---- serve -------------------------------------------------------------------------------- */
+
+struct server {
+    uv_loop_t loop;
+    struct eg_app app;
+    struct eg_net_listeners listeners;
+    uv_signal_t sigterm;
+    uv_signal_t sigint;
+    uv_timer_t drain_timer;    /* delay, then deadline */
+    uv_timer_t check_timer;    /* polls for the last connection to close */
+    uv_prepare_t log_flush;    /* writes buffered log lines before the loop sleeps */
+    bool listeners_open;
+    bool is_stopping;
+    bool is_closed;
+    bool drain_delay_done;
+    int exit_code;
+};
+
+static struct server srv;
+
+static void close_everything(void);
+
+static void on_pool_closed(void *data)
+{
+    (void)data;
+    srv.app.db = NULL;
+    uv_close((uv_handle_t *)&srv.sigterm, NULL);
+    uv_close((uv_handle_t *)&srv.sigint, NULL);
+    uv_close((uv_handle_t *)&srv.drain_timer, NULL);
+    uv_close((uv_handle_t *)&srv.check_timer, NULL);
+    uv_close((uv_handle_t *)&srv.log_flush, NULL);
+}
+
+static void on_log_flush(uv_prepare_t *h)
+{
+    (void)h;
+    eg_log_flush();
+}
+
+static void close_everything(void)
+{
+    if (srv.is_closed)
+        return;
+    srv.is_closed = true;
+    if (srv.listeners_open) {
+        eg_net_listeners_stop(&srv.listeners);
+        srv.listeners_open = false;
+    }
+    eg_http_server_close_all(srv.app.http);
+    uv_timer_stop(&srv.check_timer);
+    uv_timer_stop(&srv.drain_timer);
+    eg_db_pool_close(srv.app.db, on_pool_closed, NULL);
+}
+
+static void on_check(uv_timer_t *t)
+{
+    (void)t;
+    if (srv.drain_delay_done && eg_http_server_connections(srv.app.http) == 0) {
+        eg_log(EG_LOG_INFO, "drained; exiting");
+        close_everything();
+    }
+}
+
+static void on_drain_deadline(uv_timer_t *t)
+{
+    (void)t;
+    eg_log_fields(EG_LOG_WARN, "drain deadline passed; closing remaining connections",
+                  (struct eg_log_field[]){
+                      EG_LF_I("connections", (int64_t)eg_http_server_connections(srv.app.http))},
+                  1);
+    close_everything();
+}
+
+static void drain_connections(void)
+{
+    srv.drain_delay_done = true;
+    if (srv.listeners_open) {
+        eg_net_listeners_stop(&srv.listeners);
+        srv.listeners_open = false;
+    }
+    eg_http_server_drain(srv.app.http);
+    uv_timer_start(&srv.drain_timer, on_drain_deadline, cfg.drain_timeout_ms, 0);
+    uv_timer_start(&srv.check_timer, on_check, 0, 20);
+}
+
+static void on_drain_delay(uv_timer_t *t)
+{
+    (void)t;
+    drain_connections();
+}
+
+static void start_drain(const char *why)
+{
+    if (srv.is_stopping) {
+        eg_log(EG_LOG_WARN, "second signal; closing now");
+        close_everything();
+        return;
+    }
+    srv.is_stopping = true;
+    srv.app.is_draining = true;
+    eg_log_fields(EG_LOG_INFO, "draining",
+                  (struct eg_log_field[]){EG_LF_S("reason", why),
+                                          EG_LF_I("delay_ms", (int64_t)cfg.drain_delay_ms),
+                                          EG_LF_I("timeout_ms", (int64_t)cfg.drain_timeout_ms)},
+                  3);
+    if (cfg.drain_delay_ms > 0)
+        uv_timer_start(&srv.drain_timer, on_drain_delay, cfg.drain_delay_ms, 0);
+    else
+        drain_connections();
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    (void)h;
+    start_drain(signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static void on_serve_pool_state(struct eg_db_pool *p, void *data)
+{
+    struct eg_db_pool_stats st;
+
+    (void)data;
+    eg_db_pool_get_stats(p, &st);
+    if (st.schema_version >= 0 && st.schema_version < srv.app.schema_required
+        && !srv.is_stopping) {
+        eg_log_fields(EG_LOG_ERROR,
+                      "database schema is older than this engramd needs: run `engramd migrate`",
+                      (struct eg_log_field[]){EG_LF_I("schema_version", st.schema_version),
+                                              EG_LF_I("required", srv.app.schema_required)},
+                      2);
+        fprintf(stderr, "engramd: database schema is at version %d, this engramd needs %d: run "
+                        "`engramd migrate`\n", st.schema_version, srv.app.schema_required);
+        srv.exit_code = 1;
+        srv.is_stopping = true;
+        srv.app.is_draining = true;
+        close_everything();
+    }
+}
+
+static int cmd_serve(void)
+{
+    struct eg_http_server_config hc = {
+        .limits = {.url_bytes = cfg.max_url_bytes,
+                   .header_bytes = cfg.max_header_bytes,
+                   .header_count = cfg.max_headers,
+                   .body_bytes = cfg.max_body_bytes,
+                   .arena_bytes = 8u << 20},
+        .header_timeout_ms = cfg.header_timeout_ms,
+        .body_timeout_ms = cfg.body_timeout_ms,
+        .keepalive_timeout_ms = cfg.keepalive_timeout_ms,
+        .write_timeout_ms = cfg.write_timeout_ms,
+        .pipeline_max = cfg.pipeline_max,
+        .max_connections = cfg.max_connections,
+    };
+    struct eg_db_config dc = db_config(cfg.db_pool_size, cfg.db_statement_timeout_ms);
+    const char *bad_addr = "";
+    int rc;
+
+    uv_loop_init(&srv.loop);
+    srv.app.loop = &srv.loop;
+    srv.app.cfg = &cfg;
+    srv.app.version = EG_VERSION;
+    srv.app.commit = EG_COMMIT;
+    srv.app.schema_required = eg_db_schema_required();
+    eg_api_init(&srv.app);
+    srv.app.http = eg_http_server_new(&srv.loop, &hc, eg_api_handle, eg_api_done, &srv.app);
+
+    rc = eg_net_listeners_start(&srv.listeners, &srv.loop, cfg.bind, cfg.port, 1024,
+                                eg_http_server_accept, srv.app.http, &bad_addr);
+    if (rc < 0) {
+        fprintf(stderr, "engramd: cannot listen on %s port %d: %s\n", bad_addr, cfg.port,
+                uv_strerror(rc));
+        eg_http_server_free(srv.app.http);
+        eg_api_fini(&srv.app);
+        uv_run(&srv.loop, UV_RUN_DEFAULT);
+        uv_loop_close(&srv.loop);
+        return 1;
+    }
+    srv.listeners_open = true;
+    srv.app.db = eg_db_pool_new(&srv.loop, &dc, on_serve_pool_state, NULL);
+
+    uv_signal_init(&srv.loop, &srv.sigterm);
+    uv_signal_init(&srv.loop, &srv.sigint);
+    uv_signal_start(&srv.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&srv.sigint, on_signal, SIGINT);
+    uv_timer_init(&srv.loop, &srv.drain_timer);
+    uv_timer_init(&srv.loop, &srv.check_timer);
+    uv_prepare_init(&srv.loop, &srv.log_flush);
+    uv_prepare_start(&srv.log_flush, on_log_flush);
+    eg_log_set_buffered(true);
+
+    eg_log_fields(EG_LOG_INFO, "engramd listening",
+                  (struct eg_log_field[]){
+                      EG_LF_S("version", EG_VERSION), EG_LF_S("commit", EG_COMMIT),
+                      EG_LF_S("bind", cfg.bind),
+                      EG_LF_I("port", eg_net_listeners_port(&srv.listeners)),
+                      EG_LF_I("db_pool_size", cfg.db_pool_size),
+                      EG_LF_I("schema_required", srv.app.schema_required)},
+                  6);
+
+    uv_run(&srv.loop, UV_RUN_DEFAULT);
+
+    eg_log_set_buffered(false);
+    eg_http_server_free(srv.app.http);
+    eg_api_fini(&srv.app);
+    if (uv_loop_close(&srv.loop) != 0) {
+        eg_log(EG_LOG_ERROR, "loop closed with handles still open");
+        return 1;
+    }
+    eg_log(EG_LOG_INFO, "stopped");
+    return srv.exit_code;
+}
+
+/* ---- main --------------------------------------------------------------------------------- */
+
+static bool wants_help(int argc, char **argv)
+{
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return true;
+    }
+    return false;
+}
+
+int main(int argc, char **argv)
+{
+    const char *cmd = argc > 1 ? argv[1] : NULL;
+    int rc;
+
+    if (cmd == NULL || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0
+        || strcmp(cmd, "help") == 0) {
+        fputs(usage_main, cmd == NULL ? stderr : stdout);
+        return cmd == NULL ? EXIT_CONFIG : 0;
+    }
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("engramd %s (%s)\n", EG_VERSION, EG_COMMIT);
+        return 0;
+    }
+    if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "migrate") != 0) {
+        fprintf(stderr, "engramd: unknown command \"%s\"\n%s", cmd, usage_main);
+        return EXIT_CONFIG;
+    }
+    if (wants_help(argc, argv)) {
+        fputs(strcmp(cmd, "serve") == 0 ? usage_serve : usage_migrate, stdout);
+        return 0;
+    }
+    if (argc > 2) {
+        fprintf(stderr, "engramd %s: unexpected argument \"%s\"\n", cmd, argv[2]);
+        return EXIT_CONFIG;
+    }
+    if (load_config() < 0)
+        return EXIT_CONFIG;
+    eg_net_ignore_sigpipe();
+    /* Library allocations follow the same abort-on-OOM policy as ours (STYLE.md §4.6). */
+    json_set_alloc_funcs(eg_malloc, eg_free);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (strcmp(cmd, "serve") == 0)
+        rc = cmd_serve();
+    else
+        rc = cmd_migrate();
+    curl_global_cleanup();
+    return rc;
+}
