@@ -73,6 +73,24 @@ static int load_config(void)
     }
     eg_log_level_parse(cfg.log_level, &level);
     eg_log_set_level(level);
+    if (cfg.database_url[0] != '\0') {
+        /* A string libpq cannot parse is a bad value, not an outage to retry forever. */
+        char *perr = NULL;
+        PQconninfoOption *opts = PQconninfoParse(cfg.database_url, &perr);
+
+        if (opts == NULL) {
+            size_t n = perr != NULL ? strlen(perr) : 0;
+
+            while (n > 0 && perr[n - 1] == '\n')
+                n--;
+            fprintf(stderr, "engramd: %s: not a valid libpq connection string: %.*s\n",
+                    getenv("DATABASE_URL") != NULL ? "DATABASE_URL" : "POSTGRES_*", (int)n,
+                    perr != NULL ? perr : "");
+            PQfreemem(perr);
+            return -1;
+        }
+        PQconninfoFree(opts);
+    }
     return 0;
 }
 

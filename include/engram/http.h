@@ -126,6 +126,10 @@ struct eg_http_parser {
     int error_status;                /* 400/408/413/414/431 after EG_HTTP_PARSE_ERROR */
     const char *error_reason;        /* short static text for logs */
     bool in_message;                 /* bytes of a request seen, request not complete */
+    const char *exec_start;          /* the buffer of the current feed call */
+    const char *value_end;           /* end of the last header value chunk in that buffer */
+    bool value_open;                 /* a header value has started and not completed */
+    bool value_at_buf_end;           /* the last value chunk ended exactly at its buffer's end */
     bool head_done;                  /* headers of the current request complete */
 };
 

@@ -107,6 +107,23 @@ static int on_header_value(llhttp_t *ll, const char *at, size_t len)
     struct eg_http_parser *p = parser_of(ll);
     struct eg_http_req *r = p->cur;
 
+    /*
+     * llhttp 8.1 reports an obs-fold continuation ("X: a\r\n b") as a further chunk of the same
+     * value, skipping the CRLF and whitespace. A legitimate further chunk only happens when the
+     * value was split across reads: it then starts exactly at the new buffer's first byte and the
+     * previous chunk ended exactly at the old buffer's end. Anything else left a gap: a fold.
+     */
+    if (p->value_open) {
+        bool contiguous = p->value_end != NULL ? at == p->value_end
+                                               : (at == p->exec_start && p->value_at_buf_end);
+
+        if (!contiguous)
+            return fail(p, 400, "obs-fold in header value");
+    }
+    if (r->field.len == 0 && !p->value_open)
+        return fail(p, 400, "empty header name");
+    p->value_open = true;
+    p->value_end = at + len;
     if (check_header_bytes(p, len) != 0)
         return HPE_USER;
     for (size_t i = 0; i < len; i++) {
@@ -126,6 +143,10 @@ static int on_header_value_complete(llhttp_t *ll)
     const char *v = r->value.base ? r->value.base : "";
     size_t vlen = r->value.len;
 
+    p->value_open = false;
+    p->value_end = NULL;
+    if (r->field.len == 0)
+        return fail(p, 400, "empty header name");
     if (r->header_count >= p->limits->header_count)
         return fail(p, 431, "too many header fields");
     if (r->header_count == r->header_cap) {
@@ -162,6 +183,9 @@ static int on_headers_complete(llhttp_t *ll)
     size_t len;
     const char *expect;
 
+    p->value_open = false;
+    if (ll->http_major != 1)
+        return fail(p, 400, "unsupported HTTP version");
     r->method = llhttp_get_method(ll);
     r->method_name = llhttp_method_name((llhttp_method_t)r->method);
     r->is_head = r->method == HTTP_HEAD;
@@ -197,6 +221,8 @@ static int on_message_complete(llhttp_t *ll)
 {
     struct eg_http_parser *p = parser_of(ll);
 
+    if (ll->http_major != 1)
+        return fail(p, 400, "unsupported HTTP version");
     p->done = p->cur;
     p->cur = NULL;
     p->in_message = false;
@@ -233,7 +259,12 @@ enum eg_http_parse_event eg_http_parser_feed(struct eg_http_parser *p, const cha
     *consumed = 0;
     if (p->error_status != 0)
         return EG_HTTP_PARSE_ERROR;
+    p->exec_start = data;
+    p->value_end = NULL;
     err = llhttp_execute(&p->ll, data, n);
+    /* Remember whether an open header value ran to the very end of this buffer. */
+    p->value_at_buf_end = p->value_open && p->value_end == data + n;
+    p->value_end = NULL;
     if (err == HPE_OK) {
         *consumed = n;
         return EG_HTTP_PARSE_MORE;
@@ -257,7 +288,11 @@ enum eg_http_parse_event eg_http_parser_feed(struct eg_http_parser *p, const cha
         p->error_reason = "upgrade not supported";
         return EG_HTTP_PARSE_ERROR;
     }
-    if (err != HPE_USER) {
+    /*
+     * A limit our callback enforced keeps its status: llhttp reports an error returned from a
+     * *_complete callback under its own code (HPE_CB_*), not HPE_USER.
+     */
+    if (p->error_status == 0) {
         p->error_status = 400;
         p->error_reason = llhttp_errno_name(err);
     }

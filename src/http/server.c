@@ -68,11 +68,13 @@ struct eg_http_conn {
     bool parse_failed;
     bool is_lingering;
     bool is_running;               /* inside conn_run or on_read's parse: do not re-enter */
+    bool has_requested;            /* at least one request started on this connection */
 };
 
 static void conn_process(struct eg_http_conn *c, const char *data, size_t n);
 static void conn_run(struct eg_http_conn *c);
 static void conn_update_timer(struct eg_http_conn *c, bool rearm_body);
+static void set_timer(struct eg_http_conn *c, enum timer_mode mode, uint64_t ms, bool rearm);
 static const char *cached_date(struct eg_http_server *s)
 {
     time_t now = time(NULL);
@@ -182,6 +184,9 @@ static void on_head(struct eg_http_parser *p, struct eg_http_req *r, void *data)
 
 static void dispatch(struct eg_http_conn *c, struct eg_http_req *r)
 {
+    /* The next idle period starts a fresh keep-alive deadline. */
+    set_timer(c, TIMER_NONE, 0, false);
+    c->has_requested = true;
     set_request_id(r);
     if (!r->keep_alive || c->srv->is_draining) {
         r->close_after = true;
@@ -394,7 +399,10 @@ static void conn_update_timer(struct eg_http_conn *c, bool rearm_body)
     else if (c->parser.in_message)
         set_timer(c, TIMER_BODY, cfg->body_timeout_ms, rearm_body);
     else if (c->inflight == 0)
-        set_timer(c, TIMER_IDLE, cfg->keepalive_timeout_ms, false);
+        /* A connection that never sent a request gets the header timeout (nginx's
+         * client_header_timeout), so idle connects cannot hold slots for a minute. */
+        set_timer(c, TIMER_IDLE,
+                  c->has_requested ? cfg->keepalive_timeout_ms : cfg->header_timeout_ms, false);
     else
         set_timer(c, TIMER_NONE, 0, false);
 }
@@ -549,6 +557,9 @@ void eg_http_server_drain(struct eg_http_server *s)
             eg_net_conn_close(&c->net);
             continue;
         }
+        /* A request still arriving keeps reading; dispatch() marks it the connection's last. */
+        if (c->parser.in_message)
+            continue;
         /* Finish what is in flight, announce the close on the last response, then close. */
         c->want_close = true;
         if (c->tail != NULL && !c->tail->has_responded)

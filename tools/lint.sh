@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# House-rule checks (STYLE.md §2, §5): no blocking calls or unsafe libc in src/, and module
+# includes point one way only. Prints one line per check; exits non-zero if any fails.
+set -u
+cd "$(dirname "$0")/.."
+fail=0
+
+check() { # name, command...
+  local name=$1; shift
+  local out
+  out=$("$@" 2>&1)
+  if [ -n "$out" ]; then
+    echo "lint $name: FAILED"; echo "$out" | sed 's/^/  /'; fail=1
+  else
+    echo "lint $name: ok"
+  fi
+}
+
+# Blocking calls must never run on the loop. Migrations and one-shot tools use the async pool too.
+banned_blocking='\b(PQexec|PQexecParams|PQexecPrepared|PQconnectdb|PQconnectdbParams|PQsetdbLogin|PQprepare|PQgetCancel|PQcancel|PQreset|redisCommand|redisConnect[A-Za-z]*|curl_easy_perform|getaddrinfo|gethostbyname|sleep|usleep|nanosleep)\s*\('
+code_grep() { # pattern: matches in src/ outside comment lines
+  grep -rnE "$1" src/ | grep -vE '^[^:]+:[0-9]+:\s*(/\*|\*)'
+}
+check blocking-calls code_grep "$banned_blocking"
+# Unsafe libc (curl checksrc idea).
+check unsafe-libc code_grep '\b(strcpy|strcat|sprintf|vsprintf|gets|atoi|atol|strtok|strtok_r)\s*\(' src/
+# Every SQL parameter goes through libpq parameters: no format strings in query text.
+check sql-format code_grep 'PQsendQuery(Params)?\([^,]+,\s*[a-z_]*printf'
+
+# Include direction: a module may include only modules below it (ARCHITECTURE.md §3).
+include_dir() {
+  declare -A allowed=(
+    [core]="core json config"
+    [obs]="core json config obs"
+    [net]="core json config obs net"
+    [http]="core json config obs net http"
+    [db]="core json config obs net db"
+    [sse]="core json config obs net http sse db"
+    [bus]="core json config obs net bus db"
+    [auth]="core json config obs net http db auth"
+    [ai]="core json config obs net http db ai"
+    [api]="core json config obs net http db sse bus auth ai api"
+  )
+  for dir in src/*/; do
+    local mod; mod=$(basename "$dir")
+    [ -n "${allowed[$mod]+x}" ] || { echo "unknown module $mod"; continue; }
+    grep -rhoE '#include "engram/[a-z_]+\.h"' "$dir" | sed -E 's/.*engram\/([a-z_]+)\.h.*/\1/' | sort -u |
+      while read -r inc; do
+        case " ${allowed[$mod]} " in *" $inc "*) ;; *) echo "src/$mod includes engram/$inc.h (upward)";; esac
+      done
+  done
+}
+check include-direction include_dir
+
+exit $fail
