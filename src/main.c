@@ -25,7 +25,7 @@
 #include "engram/obs.h"
 #include "engram_version.h"
 
-#define EXIT_CONFIG 2
+#define EXIT_CONFIG                2
 #define MIGRATE_CONNECT_TIMEOUT_MS 30000
 
 static const char usage_main[] =
@@ -138,8 +138,8 @@ static void on_migrated(const struct eg_db_migrate_result *res, void *data)
         migrate_stop(m, 1);
         return;
     }
-    eg_log_fields(EG_LOG_INFO, res->from_version == res->to_version ? "schema is current"
-                                                                      : "migrations applied",
+    eg_log_fields(EG_LOG_INFO,
+                  res->from_version == res->to_version ? "schema is current" : "migrations applied",
                   (struct eg_log_field[]){EG_LF_I("from_version", res->from_version),
                                           EG_LF_I("to_version", res->to_version)},
                   2);
@@ -192,9 +192,9 @@ struct server {
     struct eg_net_listeners listeners;
     uv_signal_t sigterm;
     uv_signal_t sigint;
-    uv_timer_t drain_timer;    /* delay, then deadline */
-    uv_timer_t check_timer;    /* polls for the last connection to close */
-    uv_prepare_t log_flush;    /* writes buffered log lines before the loop sleeps */
+    uv_timer_t drain_timer; /* delay, then deadline */
+    uv_timer_t check_timer; /* polls for the last connection to close */
+    uv_prepare_t log_flush; /* writes buffered log lines before the loop sleeps */
     bool listeners_open;
     bool is_stopping;
     bool is_closed;
@@ -307,15 +307,16 @@ static void on_serve_pool_state(struct eg_db_pool *p, void *data)
 
     (void)data;
     eg_db_pool_get_stats(p, &st);
-    if (st.schema_version >= 0 && st.schema_version < srv.app.schema_required
-        && !srv.is_stopping) {
+    if (st.schema_version >= 0 && st.schema_version < srv.app.schema_required && !srv.is_stopping) {
         eg_log_fields(EG_LOG_ERROR,
                       "database schema is older than this engramd needs: run `engramd migrate`",
                       (struct eg_log_field[]){EG_LF_I("schema_version", st.schema_version),
                                               EG_LF_I("required", srv.app.schema_required)},
                       2);
-        fprintf(stderr, "engramd: database schema is at version %d, this engramd needs %d: run "
-                        "`engramd migrate`\n", st.schema_version, srv.app.schema_required);
+        fprintf(stderr,
+                "engramd: database schema is at version %d, this engramd needs %d: run "
+                "`engramd migrate`\n",
+                st.schema_version, srv.app.schema_required);
         srv.exit_code = 1;
         srv.is_stopping = true;
         srv.app.is_draining = true;
@@ -376,12 +377,11 @@ static int cmd_serve(void)
     eg_log_set_buffered(true);
 
     eg_log_fields(EG_LOG_INFO, "engramd listening",
-                  (struct eg_log_field[]){
-                      EG_LF_S("version", EG_VERSION), EG_LF_S("commit", EG_COMMIT),
-                      EG_LF_S("bind", cfg.bind),
-                      EG_LF_I("port", eg_net_listeners_port(&srv.listeners)),
-                      EG_LF_I("db_pool_size", cfg.db_pool_size),
-                      EG_LF_I("schema_required", srv.app.schema_required)},
+                  (struct eg_log_field[]){EG_LF_S("version", EG_VERSION),
+                                          EG_LF_S("commit", EG_COMMIT), EG_LF_S("bind", cfg.bind),
+                                          EG_LF_I("port", eg_net_listeners_port(&srv.listeners)),
+                                          EG_LF_I("db_pool_size", cfg.db_pool_size),
+                                          EG_LF_I("schema_required", srv.app.schema_required)},
                   6);
 
     uv_run(&srv.loop, UV_RUN_DEFAULT);

@@ -52,4 +52,14 @@ include_dir() {
 }
 check include-direction include_dir
 
+# Formatting (.clang-format): every C file in the tree matches clang-format's output.
+format_check() {
+  command -v clang-format >/dev/null || { echo "clang-format not installed"; return; }
+  git ls-files 'src/*.c' 'src/*.h' 'include/*.h' 'tests/unit/*.c' 'tests/unit/*.h' 'tests/fuzz/*.c' \
+    'bench/*.c' | while read -r f; do
+    clang-format --dry-run --Werror "$f" >/dev/null 2>&1 || echo "$f (run clang-format -i $f)"
+  done
+}
+check clang-format format_check
+
 exit $fail

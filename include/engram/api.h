@@ -21,7 +21,7 @@ struct eg_api_metrics;
 struct eg_app {
     uv_loop_t *loop;
     const struct eg_config *cfg;
-    struct eg_db_pool *db;              /* NULL until created */
+    struct eg_db_pool *db; /* NULL until created */
     struct eg_http_server *http;
     struct eg_api_metrics *metrics;
     bool is_draining;

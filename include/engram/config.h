@@ -11,8 +11,8 @@
 
 struct eg_config {
     /* listener */
-    int port;                         /* PORT */
-    char bind[256];                   /* ENGRAM_BIND: comma-separated numeric addresses */
+    int port;       /* PORT */
+    char bind[256]; /* ENGRAM_BIND: comma-separated numeric addresses */
     /* database: DATABASE_URL, else CORE's POSTGRES_* */
     char database_url[1024];
     int db_pool_size;                 /* ENGRAM_DB_POOL_SIZE */
@@ -20,31 +20,31 @@ struct eg_config {
     size_t db_queue_max;              /* ENGRAM_DB_QUEUE_MAX */
     uint64_t db_queue_timeout_ms;     /* ENGRAM_DB_QUEUE_TIMEOUT_MS */
     /* redis */
-    char redis_url[512];              /* REDIS_URL; empty when unset */
+    char redis_url[512]; /* REDIS_URL; empty when unset */
     /* HTTP limits and timers */
-    size_t max_connections;           /* ENGRAM_MAX_CONNECTIONS */
-    size_t max_body_bytes;            /* ENGRAM_MAX_BODY_BYTES */
-    size_t max_header_bytes;          /* ENGRAM_MAX_HEADER_BYTES */
-    size_t max_headers;               /* ENGRAM_MAX_HEADERS */
-    size_t max_url_bytes;             /* ENGRAM_MAX_URL_BYTES */
-    size_t json_max_depth;            /* ENGRAM_JSON_MAX_DEPTH */
-    uint64_t header_timeout_ms;       /* ENGRAM_HEADER_TIMEOUT_MS */
-    uint64_t body_timeout_ms;         /* ENGRAM_BODY_TIMEOUT_MS */
-    uint64_t keepalive_timeout_ms;    /* ENGRAM_KEEPALIVE_TIMEOUT_MS */
-    uint64_t write_timeout_ms;        /* ENGRAM_WRITE_TIMEOUT_MS */
-    size_t pipeline_max;              /* ENGRAM_PIPELINE_MAX */
-    uint64_t drain_timeout_ms;        /* ENGRAM_DRAIN_TIMEOUT_MS: in-flight work after SIGTERM */
-    uint64_t drain_delay_ms;          /* ENGRAM_DRAIN_DELAY_MS: ready=503 before the listener closes */
-    char log_level[16];               /* ENGRAM_LOG_LEVEL */
+    size_t max_connections;        /* ENGRAM_MAX_CONNECTIONS */
+    size_t max_body_bytes;         /* ENGRAM_MAX_BODY_BYTES */
+    size_t max_header_bytes;       /* ENGRAM_MAX_HEADER_BYTES */
+    size_t max_headers;            /* ENGRAM_MAX_HEADERS */
+    size_t max_url_bytes;          /* ENGRAM_MAX_URL_BYTES */
+    size_t json_max_depth;         /* ENGRAM_JSON_MAX_DEPTH */
+    uint64_t header_timeout_ms;    /* ENGRAM_HEADER_TIMEOUT_MS */
+    uint64_t body_timeout_ms;      /* ENGRAM_BODY_TIMEOUT_MS */
+    uint64_t keepalive_timeout_ms; /* ENGRAM_KEEPALIVE_TIMEOUT_MS */
+    uint64_t write_timeout_ms;     /* ENGRAM_WRITE_TIMEOUT_MS */
+    size_t pipeline_max;           /* ENGRAM_PIPELINE_MAX */
+    uint64_t drain_timeout_ms;     /* ENGRAM_DRAIN_TIMEOUT_MS: in-flight work after SIGTERM */
+    uint64_t drain_delay_ms;       /* ENGRAM_DRAIN_DELAY_MS: ready=503 before the listener closes */
+    char log_level[16];            /* ENGRAM_LOG_LEVEL */
     /* CORE's application settings */
-    char default_project_id[256];     /* CORE_DEFAULT_PROJECT_ID */
-    char ai_mode[32];                 /* CORE_AI_MODE, trimmed and lower-cased */
-    bool use_retrieval_expand;        /* USE_RETRIEVAL_EXPAND */
-    bool core_debug;                  /* CORE_DEBUG */
-    char openai_api_key[256];         /* OPENAI_API_KEY (never logged) */
-    char cerebras_api_key[256];       /* CEREBRAS_API (never logged) */
-    char retrieval_model[128];        /* RETRIEVAL_MODEL */
-    char openai_embed_model[128];     /* OPENAI_EMBED_MODEL */
+    char default_project_id[256]; /* CORE_DEFAULT_PROJECT_ID */
+    char ai_mode[32];             /* CORE_AI_MODE, trimmed and lower-cased */
+    bool use_retrieval_expand;    /* USE_RETRIEVAL_EXPAND */
+    bool core_debug;              /* CORE_DEBUG */
+    char openai_api_key[256];     /* OPENAI_API_KEY (never logged) */
+    char cerebras_api_key[256];   /* CEREBRAS_API (never logged) */
+    char retrieval_model[128];    /* RETRIEVAL_MODEL */
+    char openai_embed_model[128]; /* OPENAI_EMBED_MODEL */
 };
 
 /** Looks a variable up; returns NULL when unset. getenv() fits; tests pass their own. */

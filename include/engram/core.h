@@ -53,10 +53,10 @@ void eg_free(void *p);
 
 /** A byte buffer whose growth is capped at max bytes; base is NUL-terminated when non-NULL. */
 struct eg_buf {
-    char *base;  /* read-only for callers; NULL until the first append */
-    size_t len;  /* read-only */
-    size_t cap;  /* private: allocated bytes */
-    size_t max;  /* private: ceiling on len */
+    char *base; /* read-only for callers; NULL until the first append */
+    size_t len; /* read-only */
+    size_t cap; /* private: allocated bytes */
+    size_t max; /* private: ceiling on len */
 };
 
 /** Initialises b empty with a ceiling of max bytes. Allocates nothing. */
@@ -89,10 +89,10 @@ struct eg_arena_cleanup;
  * Cleanups registered with eg_arena_defer run in reverse order at fini.
  */
 struct eg_arena {
-    struct eg_arena_chunk *chunks;      /* private */
-    struct eg_arena_cleanup *cleanups;  /* private */
-    size_t used;                        /* read-only: bytes handed out, including overhead */
-    size_t max;                         /* private */
+    struct eg_arena_chunk *chunks;     /* private */
+    struct eg_arena_cleanup *cleanups; /* private */
+    size_t used;                       /* read-only: bytes handed out, including overhead */
+    size_t max;                        /* private */
 };
 
 typedef void eg_arena_cleanup_fn(void *data);
@@ -139,9 +139,9 @@ void eg_random_hex(char *out, size_t n);
 
 /* ---- small helpers ------------------------------------------------------------------------ */
 
-#define EG_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
-#define EG_MIN(a, b) ((a) < (b) ? (a) : (b))
-#define EG_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define EG_ARRAY_LEN(a)                    (sizeof(a) / sizeof((a)[0]))
+#define EG_MIN(a, b)                       ((a) < (b) ? (a) : (b))
+#define EG_MAX(a, b)                       ((a) > (b) ? (a) : (b))
 #define EG_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /** Case-insensitive ASCII comparison of n bytes; true when equal. */

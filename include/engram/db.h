@@ -27,14 +27,14 @@
 
 /** A statement. Define them as static objects; slot is assigned on first use. */
 struct eg_db_stmt {
-    const char *name;  /* unique, used as the prepared statement name */
+    const char *name; /* unique, used as the prepared statement name */
     const char *sql;
     int nparams;
-    int slot;          /* private: 0 until registered */
+    int slot; /* private: 0 until registered */
 };
 
-#define EG_DB_BATCH_MAX 16
-#define EG_DB_PARAMS_MAX 24
+#define EG_DB_BATCH_MAX  64
+#define EG_DB_PARAMS_MAX 16
 
 /** Up to EG_DB_BATCH_MAX statements run in one transaction. Values are borrowed until sent. */
 struct eg_db_batch {
@@ -51,11 +51,11 @@ int eg_db_batch_add(struct eg_db_batch *b, const struct eg_db_stmt *stmt,
 
 /** The outcome of a query. Borrowed for the callback's duration only (PQclear runs after). */
 struct eg_db_reply {
-    int status;                /* 0; EG_EDB (SQL error); EG_EUNAVAIL; EG_ETIMEDOUT */
-    size_t nresults;           /* results of successful statements, in batch order */
+    int status;      /* 0; EG_EDB (SQL error); EG_EUNAVAIL; EG_ETIMEDOUT */
+    size_t nresults; /* results of successful statements, in batch order */
     PGresult *const *results;
-    const char *sqlstate;      /* 5 chars on EG_EDB, else "" */
-    const char *message;       /* primary message on failure, else "" */
+    const char *sqlstate; /* 5 chars on EG_EDB, else "" */
+    const char *message;  /* primary message on failure, else "" */
 };
 
 typedef void eg_db_done_fn(const struct eg_db_reply *reply, void *data);
@@ -78,10 +78,10 @@ struct eg_db_pool_stats {
     uint64_t connecting;
     uint64_t broken;
     uint64_t waiting;
-    uint64_t rejected_total;       /* queue full, no live connection, or queue timeout */
-    uint64_t errors_total;         /* SQL errors */
+    uint64_t rejected_total; /* queue full, no live connection, or queue timeout */
+    uint64_t errors_total;   /* SQL errors */
     uint64_t reconnects_total;
-    int schema_version;            /* highest applied migration seen, -1 if unknown */
+    int schema_version; /* highest applied migration seen, -1 if unknown */
 };
 
 /** Called whenever the pool's readiness or known schema version changes. */
@@ -102,7 +102,8 @@ void eg_db_pool_get_stats(const struct eg_db_pool *p, struct eg_db_pool_stats *o
 /** db_query_duration_seconds (borrowed; valid for the pool's lifetime). */
 const struct eg_hist *eg_db_pool_query_hist(const struct eg_db_pool *p);
 
-/** Submits batch b (copied; the values it points to must live until the callback or cancel). */
+/** Submits batch b. b and the values it points to are borrowed until the callback fires or the
+ * query is cancelled (allocate them in the request arena). */
 struct eg_db_query *eg_db_submit(struct eg_db_pool *p, const struct eg_db_batch *b,
                                  eg_db_done_fn *cb, void *data);
 /**
@@ -134,10 +135,10 @@ int eg_db_schema_required(void);
 
 /** Result of a migration run. */
 struct eg_db_migrate_result {
-    int status;          /* 0 or a negative EG_E* */
+    int status; /* 0 or a negative EG_E* */
     int from_version;
     int to_version;
-    char message[512];   /* on failure: what failed, with the server's message */
+    char message[512]; /* on failure: what failed, with the server's message */
 };
 
 typedef void eg_db_migrate_done_fn(const struct eg_db_migrate_result *res, void *data);

@@ -24,11 +24,11 @@
 
 /** Ceilings on what one request may make the server hold (RELIABILITY.md §4). */
 struct eg_http_limits {
-    size_t url_bytes;     /* request target; over it: 414 */
-    size_t header_bytes;  /* all header names and values together; over it: 431 */
-    size_t header_count;  /* over it: 431 */
-    size_t body_bytes;    /* declared or received; over it: 413 */
-    size_t arena_bytes;   /* per-request scratch memory */
+    size_t url_bytes;    /* request target; over it: 414 */
+    size_t header_bytes; /* all header names and values together; over it: 431 */
+    size_t header_count; /* over it: 431 */
+    size_t body_bytes;   /* declared or received; over it: 413 */
+    size_t arena_bytes;  /* per-request scratch memory */
 };
 
 #define EG_HTTP_LIMITS_DEFAULT                                                                     \
@@ -57,38 +57,39 @@ struct eg_http_conn;
  * arena's cleanups: handlers register cancellation of their async work there).
  */
 struct eg_http_req {
-    struct eg_arena arena;           /* public: scratch memory freed with the request */
+    struct eg_arena arena; /* public: scratch memory freed with the request */
     /* parsed request, read-only for handlers */
-    int method;                      /* llhttp_method_t */
-    const char *method_name;         /* "GET", ... */
-    char *target;                    /* raw request target, NUL-terminated */
+    int method;              /* llhttp_method_t */
+    const char *method_name; /* "GET", ... */
+    char *target;            /* raw request target, NUL-terminated */
     size_t target_len;
-    char *path;                      /* normalised pathname (dot segments resolved, still %-encoded) */
-    char *query;                     /* the part after '?', or NULL */
+    char *path;  /* normalised pathname (dot segments resolved, still %-encoded) */
+    char *query; /* the part after '?', or NULL */
     struct eg_http_header *headers;
     size_t header_count;
     struct eg_buf body;
-    bool is_head;                    /* HEAD: answered as GET without a body */
+    bool is_head; /* HEAD: answered as GET without a body */
     bool keep_alive;
     bool expect_continue;
-    char request_id[65];             /* X-Request-Id as received (sanitised) or generated */
+    char request_id[65]; /* X-Request-Id as received (sanitised) or generated */
     /* routing, filled by the application */
-    int route_id;                    /* -1 until routed */
-    const char *route_name;          /* pattern for metrics/logs; "unmatched" until routed */
+    int route_id;           /* -1 until routed */
+    const char *route_name; /* pattern for metrics/logs; "unmatched" until routed */
     const char *params[EG_HTTP_MAX_PARAMS];
     size_t param_count;
-    void *app;                       /* public: application pointer (set by the server) */
+    void *app;  /* public: application pointer (set by the server) */
+    void *user; /* public: per-request application data (arena memory) */
     /* response, written by eg_http_respond*; private after respond */
     int status;
     const char *content_type;
-    struct eg_buf resp_headers;      /* extra "Name: value\r\n" lines */
+    struct eg_buf resp_headers; /* extra "Name: value\r\n" lines */
     struct eg_buf resp_body;
     bool has_responded;
-    bool close_after;                /* private: close the connection once this response is out */
-    uint64_t start_ns;               /* private: first byte seen */
-    size_t bytes_out;                /* read-only after the response is written */
-    struct eg_http_conn *conn;       /* private */
-    struct eg_http_req *next;        /* private: pipeline queue link */
+    bool close_after;          /* private: close the connection once this response is out */
+    uint64_t start_ns;         /* private: first byte seen */
+    size_t bytes_out;          /* read-only after the response is written */
+    struct eg_http_conn *conn; /* private */
+    struct eg_http_req *next;  /* private: pipeline queue link */
     /* parser scratch, private */
     size_t header_bytes;
     size_t header_cap;
@@ -104,9 +105,9 @@ const char *eg_http_req_header(const struct eg_http_req *r, const char *name, si
 
 /** What the parser reports after feeding bytes. */
 enum eg_http_parse_event {
-    EG_HTTP_PARSE_MORE = 0,     /* consumed everything; need more bytes */
-    EG_HTTP_PARSE_REQUEST = 1,  /* a full request is ready (eg_http_parser_take) */
-    EG_HTTP_PARSE_ERROR = 2,    /* malformed or over a limit: answer parser->error_status, close */
+    EG_HTTP_PARSE_MORE = 0,    /* consumed everything; need more bytes */
+    EG_HTTP_PARSE_REQUEST = 1, /* a full request is ready (eg_http_parser_take) */
+    EG_HTTP_PARSE_ERROR = 2,   /* malformed or over a limit: answer parser->error_status, close */
 };
 
 struct eg_http_parser;
@@ -118,19 +119,24 @@ struct eg_http_parser {
     llhttp_t ll;
     llhttp_settings_t settings;
     const struct eg_http_limits *limits;
-    struct eg_http_req *cur;         /* request being parsed, or NULL between requests */
-    struct eg_http_req *done;        /* completed request waiting for eg_http_parser_take */
-    eg_http_req_new_fn *new_req;     /* allocates the next request on its first byte */
-    eg_http_head_fn *on_head;        /* headers complete and within limits (may be NULL) */
+    struct eg_http_req *cur;     /* request being parsed, or NULL between requests */
+    struct eg_http_req *done;    /* completed request waiting for eg_http_parser_take */
+    eg_http_req_new_fn *new_req; /* allocates the next request on its first byte */
+    eg_http_head_fn *on_head;    /* headers complete and within limits (may be NULL) */
     void *data;
-    int error_status;                /* 400/408/413/414/431 after EG_HTTP_PARSE_ERROR */
-    const char *error_reason;        /* short static text for logs */
-    bool in_message;                 /* bytes of a request seen, request not complete */
-    const char *exec_start;          /* the buffer of the current feed call */
-    const char *value_end;           /* end of the last header value chunk in that buffer */
-    bool value_open;                 /* a header value has started and not completed */
-    bool value_at_buf_end;           /* the last value chunk ended exactly at its buffer's end */
-    bool head_done;                  /* headers of the current request complete */
+    int error_status;         /* 400/408/413/414/431 after EG_HTTP_PARSE_ERROR */
+    const char *error_reason; /* short static text for logs */
+    bool in_message;          /* bytes of a request seen, request not complete */
+    const char *exec_start;   /* the buffer of the current feed call */
+    const char *value_end;    /* end of the last header value chunk in that buffer */
+    bool value_open;          /* a header value has started and not completed */
+    bool value_at_buf_end;    /* the last value chunk ended exactly at its buffer's end */
+    const char *field_end;    /* end of the last header name chunk in this buffer */
+    bool nl_after_field;      /* a line break followed the last header name (earlier buffer) */
+    bool await_value;         /* a header name is complete and its value has not started */
+    const char *lf_scan;      /* bytes before this were checked for bare LF */
+    char prev_byte;           /* last byte of the previous feed, for CRLF across buffers */
+    bool head_done;           /* headers of the current request complete */
 };
 
 /** Initialises p. limits is borrowed for p's lifetime. new_req must return a fresh request. */
@@ -141,8 +147,8 @@ void eg_http_parser_init(struct eg_http_parser *p, const struct eg_http_limits *
  * EG_HTTP_PARSE_REQUEST, call eg_http_parser_take and feed the rest (data + *consumed) later;
  * the parser stops after each request so the caller can apply backpressure.
  */
-enum eg_http_parse_event eg_http_parser_feed(struct eg_http_parser *p, const char *data,
-                                             size_t n, size_t *consumed);
+enum eg_http_parse_event eg_http_parser_feed(struct eg_http_parser *p, const char *data, size_t n,
+                                             size_t *consumed);
 /** Returns the completed request (ownership passes to the caller). */
 struct eg_http_req *eg_http_parser_take(struct eg_http_parser *p);
 /** Returns the partially parsed request, if any, and forgets it (the caller frees it). */
@@ -182,15 +188,15 @@ size_t eg_http_query_get_all(struct eg_arena *a, const char *query, const char *
 
 /** One route. pattern segments in braces ("{id}") match one non-empty path segment. */
 struct eg_http_route {
-    int method;              /* llhttp_method_t; HEAD requests match GET routes */
-    const char *pattern;     /* e.g. "/api/v1/memories/{id}/claims" */
-    int id;                  /* the application's handler id */
+    int method;          /* llhttp_method_t; HEAD requests match GET routes */
+    const char *pattern; /* e.g. "/api/v1/memories/{id}/claims" */
+    int id;              /* the application's handler id */
 };
 
 enum eg_http_match {
     EG_HTTP_MATCH_OK = 0,
-    EG_HTTP_MATCH_NOT_FOUND = 1,     /* no pattern matches the path */
-    EG_HTTP_MATCH_BAD_METHOD = 2,    /* patterns match, none with this method: 405 */
+    EG_HTTP_MATCH_NOT_FOUND = 1,  /* no pattern matches the path */
+    EG_HTTP_MATCH_BAD_METHOD = 2, /* patterns match, none with this method: 405 */
 };
 
 /**
@@ -235,11 +241,11 @@ typedef void eg_http_done_fn(struct eg_http_req *r, void *data);
 
 struct eg_http_server_config {
     struct eg_http_limits limits;
-    uint64_t header_timeout_ms;     /* whole header phase (slowloris) */
-    uint64_t body_timeout_ms;       /* idle gap while reading a body */
-    uint64_t keepalive_timeout_ms;  /* idle connection between requests */
-    uint64_t write_timeout_ms;      /* a response not drained by the client */
-    size_t pipeline_max;            /* requests in flight per connection */
+    uint64_t header_timeout_ms;    /* whole header phase (slowloris) */
+    uint64_t body_timeout_ms;      /* idle gap while reading a body */
+    uint64_t keepalive_timeout_ms; /* idle connection between requests */
+    uint64_t write_timeout_ms;     /* a response not drained by the client */
+    size_t pipeline_max;           /* requests in flight per connection */
     size_t max_connections;
 };
 

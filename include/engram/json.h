@@ -62,11 +62,11 @@ int eg_json_put_string(struct eg_buf *b, const char *s, size_t n);
  * and eg_jw_finish reports it, so a handler may write a whole response and check once.
  */
 struct eg_jw {
-    struct eg_buf *b;          /* read-only: the output, borrowed */
-    int depth;                 /* read-only: open containers */
-    uint64_t need_comma_bits;  /* private: bit d-1 set once the container at depth d has a member */
-    bool is_after_key;         /* private: a key was written and its value is due */
-    int err;                   /* read-only: 0 or the first error */
+    struct eg_buf *b;         /* read-only: the output, borrowed */
+    int depth;                /* read-only: open containers */
+    uint64_t need_comma_bits; /* private: bit d-1 set once the container at depth d has a member */
+    bool is_after_key;        /* private: a key was written and its value is due */
+    int err;                  /* read-only: 0 or the first error */
 };
 
 /** Prepares jw to append to b (whatever b already holds is kept). Cannot fail. */
@@ -120,12 +120,12 @@ int eg_jw_finish(struct eg_jw *jw);
 /** Why eg_json_parse failed. */
 enum eg_json_code {
     EG_JSON_OK = 0,
-    EG_JSON_ESYNTAX,  /* not JSON, including trailing garbage after the value */
-    EG_JSON_EDEPTH,   /* arrays/objects nested deeper than max_depth */
-    EG_JSON_ENUL,     /* a string or key contains \u0000 */
-    EG_JSON_EUTF8,    /* invalid UTF-8 bytes, or a \u escape naming a lone surrogate */
-    EG_JSON_ERANGE,   /* a number overflows a double (1e400) */
-    EG_JSON_EEMPTY,   /* the text is empty or only JSON whitespace; CORE treats this as {} */
+    EG_JSON_ESYNTAX, /* not JSON, including trailing garbage after the value */
+    EG_JSON_EDEPTH,  /* arrays/objects nested deeper than max_depth */
+    EG_JSON_ENUL,    /* a string or key contains \u0000 */
+    EG_JSON_EUTF8,   /* invalid UTF-8 bytes, or a \u escape naming a lone surrogate */
+    EG_JSON_ERANGE,  /* a number overflows a double (1e400) */
+    EG_JSON_EEMPTY,  /* the text is empty or only JSON whitespace; CORE treats this as {} */
 };
 
 /** Error details from eg_json_parse. */

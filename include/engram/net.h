@@ -19,7 +19,8 @@ struct eg_net_conn;
 
 /** Callbacks of a connection. None of them fires from inside the eg_net_* call that caused it. */
 struct eg_net_conn_ops {
-    /** Bytes arrived. data is borrowed for the call only (a shared loop buffer): copy what you keep. */
+    /** Bytes arrived. data is borrowed for the call only (a shared loop buffer): copy what you
+     * keep. */
     void (*on_read)(struct eg_net_conn *c, const char *data, size_t n);
     /** The peer closed (EOF) or the socket failed (status < 0). The owner decides to close. */
     void (*on_eof)(struct eg_net_conn *c, int status);
@@ -38,8 +39,8 @@ struct eg_net_conn {
     uv_write_t wreq;
     uv_shutdown_t sreq;
     const struct eg_net_conn_ops *ops;
-    void *data;          /* public: the owner's pointer */
-    char peer[64];       /* public, read-only: "ip:port" of the client */
+    void *data;    /* public: the owner's pointer */
+    char peer[64]; /* public, read-only: "ip:port" of the client */
     int handles_open;
     bool is_closing;
     bool is_reading;
@@ -80,9 +81,9 @@ typedef void eg_net_accept_fn(uv_stream_t *server, void *data);
 
 /** A set of listening sockets, one per bind address, sharing one port. */
 struct eg_net_listeners {
-    uv_tcp_t *socks;   /* private */
-    size_t count;      /* read-only */
-    size_t open;       /* private: handles not yet closed */
+    uv_tcp_t *socks; /* private */
+    size_t count;    /* read-only */
+    size_t open;     /* private: handles not yet closed */
     eg_net_accept_fn *on_accept;
     void *data;
 };
@@ -92,8 +93,8 @@ struct eg_net_listeners {
  * IPv6 sockets are v6-only so "0.0.0.0,::" works. On failure everything opened is closed and a
  * negative UV_E* is returned; *bad_addr then names the failing address (static storage).
  */
-int eg_net_listeners_start(struct eg_net_listeners *l, uv_loop_t *loop, const char *addrs,
-                           int port, int backlog, eg_net_accept_fn *on_accept, void *data,
+int eg_net_listeners_start(struct eg_net_listeners *l, uv_loop_t *loop, const char *addrs, int port,
+                           int backlog, eg_net_accept_fn *on_accept, void *data,
                            const char **bad_addr);
 /** Returns the port the first socket is bound to (useful with port 0), or -1. */
 int eg_net_listeners_port(const struct eg_net_listeners *l);

@@ -40,8 +40,10 @@ struct eg_log_field {
     double d;
 };
 
-#define EG_LF_S(k, v) ((struct eg_log_field){.key = (k), .type = EG_LF_STR, .str = (v), .len = SIZE_MAX})
-#define EG_LF_SN(k, v, n) ((struct eg_log_field){.key = (k), .type = EG_LF_STR, .str = (v), .len = (n)})
+#define EG_LF_S(k, v)                                                                              \
+    ((struct eg_log_field){.key = (k), .type = EG_LF_STR, .str = (v), .len = SIZE_MAX})
+#define EG_LF_SN(k, v, n)                                                                          \
+    ((struct eg_log_field){.key = (k), .type = EG_LF_STR, .str = (v), .len = (n)})
 #define EG_LF_I(k, v) ((struct eg_log_field){.key = (k), .type = EG_LF_INT, .i = (v)})
 #define EG_LF_D(k, v) ((struct eg_log_field){.key = (k), .type = EG_LF_NUM, .d = (v)})
 

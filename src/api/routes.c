@@ -135,8 +135,8 @@ static const char *route_label(int route)
 
 static void observe(struct eg_app *app, int route, int method, int status, double secs)
 {
-    struct series *s = &app->metrics->s[route >= 0 && route < R_COUNT ? route : R_COUNT]
-                                       [method_slot(method)];
+    struct series *s =
+        &app->metrics->s[route >= 0 && route < R_COUNT ? route : R_COUNT][method_slot(method)];
     size_t i;
 
     for (i = 0; i < s->nstatus && s->by_status[i].status != status; i++)
@@ -173,8 +173,8 @@ int eg_api_render_request_metrics(struct eg_app *app, struct eg_buf *b)
             for (size_t i = 0; i < s->nstatus && rc == 0; i++) {
                 snprintf(labels, sizeof(labels), "method=\"%s\",route=\"%s\",status=\"%d\"",
                          method_labels[k], route_label(r), s->by_status[i].status);
-                rc = eg_prom_sample(b, "http_requests_total", labels,
-                                    (double)s->by_status[i].count);
+                rc =
+                    eg_prom_sample(b, "http_requests_total", labels, (double)s->by_status[i].count);
             }
         }
     }

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #define ARENA_CHUNK_BYTES 4096
-#define ARENA_ALIGN 16
+#define ARENA_ALIGN       16
 
 struct eg_arena_chunk {
     struct eg_arena_chunk *next;
@@ -62,7 +62,8 @@ void *eg_arena_alloc(struct eg_arena *a, size_t n)
         return NULL;
     if (k == NULL || k->size - k->off < rounded) {
         size = rounded > ARENA_CHUNK_BYTES ? rounded : ARENA_CHUNK_BYTES;
-        if (a->used + size + sizeof(*k) > a->max)
+        /* Written so it cannot wrap: a huge n must fail, not allocate a tiny chunk. */
+        if (size > a->max || sizeof(*k) > a->max - size || a->used > a->max - size - sizeof(*k))
             return NULL;
         k = eg_malloc(sizeof(*k) + size);
         k->size = size;

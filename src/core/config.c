@@ -36,8 +36,8 @@ static int get_u64(struct ctx *x, const char *name, uint64_t min, uint64_t max, 
 
     if (v == NULL)
         return 0;
-    snprintf(what, sizeof(what), "expected an integer from %llu to %llu",
-             (unsigned long long)min, (unsigned long long)max);
+    snprintf(what, sizeof(what), "expected an integer from %llu to %llu", (unsigned long long)min,
+             (unsigned long long)max);
     if (v[0] < '0' || v[0] > '9')
         return bad(x, name, what, v);
     errno = 0;
@@ -139,8 +139,10 @@ static int load_database(struct ctx *x, struct eg_config *cfg)
         const char *v = get(x, core_vars[i]);
 
         if (v == NULL) {
-            snprintf(x->err, x->err_len, "%s: required when POSTGRES_HOST is set (or set "
-                     "DATABASE_URL)", core_vars[i]);
+            snprintf(x->err, x->err_len,
+                     "%s: required when POSTGRES_HOST is set (or set "
+                     "DATABASE_URL)",
+                     core_vars[i]);
             return EG_ECONFIG;
         }
         conninfo_add(cfg->database_url, sizeof(cfg->database_url), keys[i], v);

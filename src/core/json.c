@@ -427,24 +427,12 @@ void eg_jw_value(struct eg_jw *jw, const json_t *v)
             eg_jw_value(jw, json_array_get(v, i));
         eg_jw_arr_end(jw);
         break;
-    case JSON_STRING:
-        eg_jw_str(jw, json_string_value(v), json_string_length(v));
-        break;
-    case JSON_INTEGER:
-        eg_jw_int(jw, (int64_t)json_integer_value(v));
-        break;
-    case JSON_REAL:
-        eg_jw_num(jw, json_real_value(v));
-        break;
-    case JSON_TRUE:
-        eg_jw_bool(jw, true);
-        break;
-    case JSON_FALSE:
-        eg_jw_bool(jw, false);
-        break;
-    case JSON_NULL:
-        eg_jw_null(jw);
-        break;
+    case JSON_STRING: eg_jw_str(jw, json_string_value(v), json_string_length(v)); break;
+    case JSON_INTEGER: eg_jw_int(jw, (int64_t)json_integer_value(v)); break;
+    case JSON_REAL: eg_jw_num(jw, json_real_value(v)); break;
+    case JSON_TRUE: eg_jw_bool(jw, true); break;
+    case JSON_FALSE: eg_jw_bool(jw, false); break;
+    case JSON_NULL: eg_jw_null(jw); break;
     }
 }
 
@@ -512,14 +500,10 @@ static int map_jansson_error(const json_error_t *je)
 {
     switch (json_error_code(je)) {
     case json_error_null_character:
-    case json_error_null_byte_in_key:
-        return EG_JSON_ENUL;
-    case json_error_invalid_utf8:
-        return EG_JSON_EUTF8;
-    case json_error_numeric_overflow:
-        return EG_JSON_ERANGE;
-    case json_error_stack_overflow:
-        return EG_JSON_EDEPTH;
+    case json_error_null_byte_in_key: return EG_JSON_ENUL;
+    case json_error_invalid_utf8: return EG_JSON_EUTF8;
+    case json_error_numeric_overflow: return EG_JSON_ERANGE;
+    case json_error_stack_overflow: return EG_JSON_EDEPTH;
     case json_error_invalid_syntax:
         /*
          * jansson 2.14 reports a lone surrogate escape ("\ud800") as a syntax error whose text
@@ -528,8 +512,7 @@ static int map_jansson_error(const json_error_t *je)
         if (strncmp(je->text, "invalid Unicode", 15) == 0)
             return EG_JSON_EUTF8;
         return EG_JSON_ESYNTAX;
-    default:
-        return EG_JSON_ESYNTAX;
+    default: return EG_JSON_ESYNTAX;
     }
 }
 

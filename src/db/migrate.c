@@ -29,7 +29,7 @@ struct migrate_run {
     eg_db_migrate_done_fn *done;
     void *data;
     enum step step;
-    int next;                 /* index into eg_db_migrations of the one being applied */
+    int next; /* index into eg_db_migrations of the one being applied */
     struct eg_buf sql;
     struct eg_db_migrate_result res;
 };
@@ -119,9 +119,7 @@ static void on_step(const struct eg_db_reply *rep, void *data)
         m->next++;
         apply_next(m);
         break;
-    case STEP_UNLOCK:
-        finish(m);
-        break;
+    case STEP_UNLOCK: finish(m); break;
     }
 }
 

@@ -31,9 +31,9 @@
 
 #define DEADLINE_MARGIN_MS 2000
 #define CONNECT_TIMEOUT_MS 5000
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
-#define MAX_SLOTS 256
+#define BACKOFF_MIN_MS     100
+#define BACKOFF_MAX_MS     5000
+#define MAX_SLOTS          256
 
 enum conn_state {
     DBC_DOWN,
@@ -59,16 +59,16 @@ enum query_where {
 
 struct eg_db_query {
     struct eg_db_pool *pool;
-    struct eg_db_batch batch;
-    const char *sql;              /* simple protocol text, borrowed */
+    const struct eg_db_batch *batch;
+    const char *sql; /* simple protocol text, borrowed */
     bool is_simple;
-    bool is_internal;             /* the pool's own schema probe */
-    eg_db_done_fn *cb;            /* NULL once cancelled */
+    bool is_internal;  /* the pool's own schema probe */
+    eg_db_done_fn *cb; /* NULL once cancelled */
     void *data;
     enum query_where where;
     uint64_t queued_ms;
     uint64_t start_ns;
-    int post_status;              /* for posted failures */
+    int post_status; /* for posted failures */
     const char *post_message;
     struct eg_db_query *next;
     struct eg_db_query *prev;
@@ -77,10 +77,10 @@ struct eg_db_query {
 struct db_conn {
     struct eg_db_pool *pool;
     PGconn *pg;
-    uv_poll_t *poll;              /* heap: replaced when the socket changes */
+    uv_poll_t *poll; /* heap: replaced when the socket changes */
     int fd;
     int events;
-    uv_timer_t timer;             /* backoff, connect timeout, query deadline */
+    uv_timer_t timer; /* backoff, connect timeout, query deadline */
     uv_getaddrinfo_t gai;
     enum conn_state state;
     unsigned attempt;
@@ -103,7 +103,7 @@ struct eg_db_pool {
     uv_loop_t *loop;
     struct eg_db_config cfg;
     char *conninfo;
-    char *resolve_host;           /* a host name to resolve before connecting, or NULL */
+    char *resolve_host; /* a host name to resolve before connecting, or NULL */
     char hostaddr[INET6_ADDRSTRLEN];
     char options[160];
     struct db_conn *conns;
@@ -136,8 +136,7 @@ static uint64_t now_ms(struct eg_db_pool *p)
     return uv_now(p->loop);
 }
 
-int eg_db_batch_add(struct eg_db_batch *b, const struct eg_db_stmt *stmt,
-                    const char *const *values)
+int eg_db_batch_add(struct eg_db_batch *b, const struct eg_db_stmt *stmt, const char *const *values)
 {
     if (b->count >= EG_DB_BATCH_MAX || stmt->nparams > EG_DB_PARAMS_MAX)
         return EG_ELIMIT;
@@ -150,8 +149,7 @@ int eg_db_batch_add(struct eg_db_batch *b, const struct eg_db_stmt *stmt,
 
 long long eg_db_get_ll(const PGresult *res, int row, int col, long long def)
 {
-    if (res == NULL || row >= PQntuples(res) || col >= PQnfields(res)
-        || PQgetisnull(res, row, col))
+    if (res == NULL || row >= PQntuples(res) || col >= PQnfields(res) || PQgetisnull(res, row, col))
         return def;
     return strtoll(PQgetvalue(res, row, col), NULL, 10);
 }
@@ -516,9 +514,7 @@ static void conn_continue_connect(struct db_conn *c)
         }
         conn_send_probe(c);
         break;
-    default:
-        conn_fail(c, EG_EUNAVAIL, PQerrorMessage(c->pg));
-        break;
+    default: conn_fail(c, EG_EUNAVAIL, PQerrorMessage(c->pg)); break;
     }
 }
 
@@ -605,20 +601,15 @@ static void on_conn_timer(uv_timer_t *t)
     struct db_conn *c = t->data;
 
     switch (c->state) {
-    case DBC_DOWN:
-        conn_connect(c);
-        break;
-    case DBC_CONNECTING:
-        conn_fail(c, EG_EUNAVAIL, "timed out connecting to the database");
-        break;
+    case DBC_DOWN: conn_connect(c); break;
+    case DBC_CONNECTING: conn_fail(c, EG_EUNAVAIL, "timed out connecting to the database"); break;
     case DBC_SETUP:
     case DBC_BUSY:
         /* The server did not answer within statement_timeout plus a margin: it or the network
          * is hung. Drop the connection; the caller gets a timeout. */
         conn_fail(c, EG_ETIMEDOUT, "database did not answer in time");
         break;
-    default:
-        break;
+    default: break;
     }
 }
 
@@ -649,8 +640,8 @@ static void conn_send(struct db_conn *c, struct eg_db_query *q)
             return;
         }
         c->in_pipeline = true;
-        for (size_t i = 0; i < q->batch.count; i++) {
-            struct eg_db_stmt *s = (struct eg_db_stmt *)q->batch.items[i].stmt;
+        for (size_t i = 0; i < q->batch->count; i++) {
+            struct eg_db_stmt *s = (struct eg_db_stmt *)q->batch->items[i].stmt;
 
             if (s->slot == 0) {
                 s->slot = ++next_slot;
@@ -662,10 +653,13 @@ static void conn_send(struct db_conn *c, struct eg_db_query *q)
                     conn_fail(c, EG_EUNAVAIL, PQerrorMessage(c->pg));
                     return;
                 }
+                /* Marked now: a statement used twice in one pipeline is prepared once. A
+                 * failed or skipped PREPARE clears the mark again (pipeline_result). */
+                c->prepared[s->slot / 8] |= (uint8_t)(1u << (s->slot % 8));
                 c->kinds[c->nitems] = ITEM_PREPARE;
                 c->slots[c->nitems++] = (uint8_t)s->slot;
             }
-            if (!PQsendQueryPrepared(c->pg, s->name, s->nparams, q->batch.items[i].values, NULL,
+            if (!PQsendQueryPrepared(c->pg, s->name, s->nparams, q->batch->items[i].values, NULL,
                                      NULL, 0)) {
                 conn_fail(c, EG_EUNAVAIL, PQerrorMessage(c->pg));
                 return;
@@ -706,6 +700,11 @@ static bool pipeline_result(struct db_conn *c, PGresult *r)
         PQclear(r);
         return true;
     }
+    if (kind == ITEM_PREPARE && st != PGRES_COMMAND_OK) {
+        unsigned slot = c->slots[c->pos];
+
+        c->prepared[slot / 8] &= (uint8_t) ~(1u << (slot % 8));
+    }
     if (st == PGRES_FATAL_ERROR || st == PGRES_NONFATAL_ERROR) {
         record_error(c, r, EG_EDB);
         PQclear(r);
@@ -716,9 +715,6 @@ static bool pipeline_result(struct db_conn *c, PGresult *r)
         return false;
     }
     if (kind == ITEM_PREPARE) {
-        unsigned slot = c->slots[c->pos];
-
-        c->prepared[slot / 8] |= (uint8_t)(1u << (slot % 8));
         PQclear(r);
     } else if (kind == ITEM_EXEC && c->nresults < EG_DB_BATCH_MAX) {
         c->results[c->nresults++] = r;
@@ -760,7 +756,7 @@ static void conn_drain(struct db_conn *c)
             if (c->nresults > 0 && c->status != 0)
                 conn_clear_results(c); /* a failed batch reports no rows */
             if (c->status == 0 && c->nresults == 0 && c->cur != NULL && !c->cur->is_simple
-                && c->cur->batch.count > 0) {
+                && c->cur->batch->count > 0) {
                 record_error(c, NULL, EG_EDB);
             }
             if (PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
@@ -876,7 +872,7 @@ struct eg_db_query *eg_db_submit(struct eg_db_pool *p, const struct eg_db_batch 
 {
     struct eg_db_query *q = eg_calloc(1, sizeof(*q));
 
-    q->batch = *b;
+    q->batch = b;
     q->cb = cb;
     q->data = data;
     return submit(p, q);

@@ -70,8 +70,8 @@ static int on_url_complete(llhttp_t *ll)
     if (q != NULL) {
         char *hash = strchr(q + 1, '#');
 
-        r->query = eg_arena_strndup(&r->arena, q + 1,
-                                    hash ? (size_t)(hash - q - 1) : strlen(q + 1));
+        r->query =
+            eg_arena_strndup(&r->arena, q + 1, hash ? (size_t)(hash - q - 1) : strlen(q + 1));
     }
     return 0;
 }
@@ -99,6 +99,9 @@ static int on_header_field(llhttp_t *ll, const char *at, size_t len)
     }
     if (eg_buf_append(&r->field, at, len) < 0)
         return fail(p, 431, "header section too large");
+    p->field_end = at + len;
+    p->nl_after_field = false;
+    p->await_value = true;
     return 0;
 }
 
@@ -113,6 +116,10 @@ static int on_header_value(llhttp_t *ll, const char *at, size_t len)
      * value was split across reads: it then starts exactly at the new buffer's first byte and the
      * previous chunk ended exactly at the old buffer's end. Anything else left a gap: a fold.
      */
+    /* llhttp reports an empty value as a zero-length chunk placed after the line break; it
+     * carries nothing, so only the name needs checking. */
+    if (len == 0)
+        return r->field.len == 0 && !p->value_open ? fail(p, 400, "empty header name") : 0;
     if (p->value_open) {
         bool contiguous = p->value_end != NULL ? at == p->value_end
                                                : (at == p->exec_start && p->value_at_buf_end);
@@ -120,8 +127,17 @@ static int on_header_value(llhttp_t *ll, const char *at, size_t len)
         if (!contiguous)
             return fail(p, 400, "obs-fold in header value");
     }
-    if (r->field.len == 0 && !p->value_open)
-        return fail(p, 400, "empty header name");
+    if (!p->value_open) {
+        /* An empty value followed by a folded line ("Host:\r\n b") reaches us as the first
+         * chunk of the value, with a line break between the name and it. */
+        const char *gap = p->field_end != NULL ? p->field_end : p->exec_start;
+
+        if (p->nl_after_field || memchr(gap, '\n', (size_t)(at - gap)) != NULL)
+            return fail(p, 400, "obs-fold in header value");
+        if (r->field.len == 0)
+            return fail(p, 400, "empty header name");
+        p->await_value = false;
+    }
     p->value_open = true;
     p->value_end = at + len;
     if (check_header_bytes(p, len) != 0)
@@ -145,6 +161,8 @@ static int on_header_value_complete(llhttp_t *ll)
 
     p->value_open = false;
     p->value_end = NULL;
+    p->nl_after_field = false;
+    p->await_value = false;
     if (r->field.len == 0)
         return fail(p, 400, "empty header name");
     if (r->header_count >= p->limits->header_count)
@@ -208,10 +226,29 @@ static int on_headers_complete(llhttp_t *ll)
     return 0;
 }
 
+/*
+ * llhttp 8.1 accepts a bare LF as the end of the request line, of the header block and of a
+ * chunked body's last chunk. Line breaks are only legitimate inside body data, so every LF outside
+ * the ranges on_body reports must follow a CR.
+ */
+static bool has_bare_lf(struct eg_http_parser *p, const char *from, const char *to)
+{
+    for (const char *q = from; q < to; q++) {
+        if (*q != '\n')
+            continue;
+        if ((q == p->exec_start ? p->prev_byte : q[-1]) != '\r')
+            return true;
+    }
+    return false;
+}
+
 static int on_body(llhttp_t *ll, const char *at, size_t len)
 {
     struct eg_http_parser *p = parser_of(ll);
 
+    if (has_bare_lf(p, p->lf_scan, at))
+        return fail(p, 400, "bare LF line ending");
+    p->lf_scan = at + len;
     if (eg_buf_append(&p->cur->body, at, len) < 0)
         return fail(p, 413, "body too large");
     return 0;
@@ -223,6 +260,9 @@ static int on_message_complete(llhttp_t *ll)
 
     if (ll->http_major != 1)
         return fail(p, 400, "unsupported HTTP version");
+    /* We speak no upgraded protocol: an Upgrade request is the connection's last. */
+    if (ll->upgrade)
+        p->cur->keep_alive = false;
     p->done = p->cur;
     p->cur = NULL;
     p->in_message = false;
@@ -251,8 +291,8 @@ void eg_http_parser_init(struct eg_http_parser *p, const struct eg_http_limits *
     p->data = data;
 }
 
-enum eg_http_parse_event eg_http_parser_feed(struct eg_http_parser *p, const char *data,
-                                             size_t n, size_t *consumed)
+enum eg_http_parse_event eg_http_parser_feed(struct eg_http_parser *p, const char *data, size_t n,
+                                             size_t *consumed)
 {
     llhttp_errno_t err;
 
@@ -261,10 +301,38 @@ enum eg_http_parse_event eg_http_parser_feed(struct eg_http_parser *p, const cha
         return EG_HTTP_PARSE_ERROR;
     p->exec_start = data;
     p->value_end = NULL;
+    p->field_end = NULL;
+    p->lf_scan = data;
     err = llhttp_execute(&p->ll, data, n);
-    /* Remember whether an open header value ran to the very end of this buffer. */
+    /* Remember whether an open header value ran to the very end of this buffer, and whether a
+     * line break followed a header name that has no value yet. */
     p->value_at_buf_end = p->value_open && p->value_end == data + n;
     p->value_end = NULL;
+    if (p->await_value) {
+        const char *from = p->field_end != NULL ? p->field_end : data;
+
+        if (memchr(from, '\n', (size_t)(data + n - from)) != NULL)
+            p->nl_after_field = true;
+    }
+    p->field_end = NULL;
+    if (err == HPE_OK || err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+        const char *end = err == HPE_OK ? data + n : llhttp_get_error_pos(&p->ll);
+
+        if (has_bare_lf(p, p->lf_scan, end)) {
+            /* A request completed in this call is refused whole: hand it back as the partial
+             * one, so the caller answers (and frees) it like any other failed request. */
+            if (p->done != NULL) {
+                p->cur = p->done;
+                p->done = NULL;
+            }
+            p->error_status = 400;
+            p->error_reason = "bare LF line ending";
+            *consumed = n;
+            return EG_HTTP_PARSE_ERROR;
+        }
+        if (end > data)
+            p->prev_byte = end[-1];
+    }
     if (err == HPE_OK) {
         *consumed = n;
         return EG_HTTP_PARSE_MORE;

@@ -43,28 +43,47 @@ static int dot_kind(const char *s, size_t n)
 size_t eg_http_path_normalize(const char *target, size_t target_len, char *out)
 {
     size_t end = 0;
+    size_t len;
     size_t o = 0;
     size_t i;
+    size_t skip = 0;
 
     while (end < target_len && target[end] != '?' && target[end] != '#')
         end++;
     /* An absolute-form or asterisk target is not a path; the router will not match it. */
-    if (end == 0 || target[0] != '/') {
+    if (end == 0 || (target[0] != '/' && target[0] != '\\')) {
         memcpy(out, target, end);
         out[end] = '\0';
         return end;
     }
-    i = 1;
+    /* WHATWG, special scheme: a backslash is a slash. */
+    for (i = 0; i < end; i++)
+        out[i] = target[i] == '\\' ? '/' : target[i];
+    len = end;
+    /* "//host/path" against http://localhost names a host: the path starts after it. */
+    if (len >= 2 && out[1] == '/') {
+        while (skip < len && out[skip] == '/')
+            skip++;
+        while (skip < len && out[skip] != '/')
+            skip++;
+        if (skip == len) {
+            out[0] = '/';
+            out[1] = '\0';
+            return 1;
+        }
+    }
+    /* Resolve dot segments in place; the write position never passes the read position. */
+    i = skip + 1;
     out[o++] = '/';
-    while (i <= end) {
+    while (i <= len) {
         size_t seg_start = i;
         size_t seg_len;
         int kind;
 
-        while (i < end && target[i] != '/')
+        while (i < len && out[i] != '/')
             i++;
         seg_len = i - seg_start;
-        kind = dot_kind(target + seg_start, seg_len);
+        kind = dot_kind(out + seg_start, seg_len);
         if (kind == 1) {
             /* "." contributes nothing; at the end it leaves a trailing slash, as WHATWG does */
         } else if (kind == 2) {
@@ -75,9 +94,9 @@ size_t eg_http_path_normalize(const char *target, size_t target_len, char *out)
                     o--;
             }
         } else {
-            memcpy(out + o, target + seg_start, seg_len);
+            memmove(out + o, out + seg_start, seg_len);
             o += seg_len;
-            if (i < end)
+            if (i < len)
                 out[o++] = '/';
         }
         i++;

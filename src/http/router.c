@@ -94,6 +94,8 @@ enum eg_http_match eg_http_route_match(const struct eg_http_route *table, size_t
     }
     if (!path_known)
         return EG_HTTP_MATCH_NOT_FOUND;
+    if (allow_len == 0)
+        return EG_HTTP_MATCH_BAD_METHOD;
     for (size_t i = 0; i < n; i++) {
         if (!pattern_match(table[i].pattern, r->path, ps, pl, &np))
             continue;

@@ -27,7 +27,7 @@
 #include "engram/net.h"
 
 #define PENDING_MAX (128 * 1024)
-#define LINGER_MS 2000
+#define LINGER_MS   2000
 
 enum timer_mode {
     TIMER_NONE,
@@ -57,18 +57,18 @@ struct eg_http_conn {
     struct eg_http_parser parser;
     struct eg_http_conn *prev;
     struct eg_http_conn *next;
-    struct eg_http_req *head;      /* oldest request awaiting its response write */
+    struct eg_http_req *head; /* oldest request awaiting its response write */
     struct eg_http_req *tail;
     size_t inflight;
-    size_t writing_count;          /* requests whose bytes the current write carries */
-    struct eg_buf pending;         /* unparsed bytes held while paused */
-    struct eg_buf out;             /* bytes of the current write */
+    size_t writing_count;  /* requests whose bytes the current write carries */
+    struct eg_buf pending; /* unparsed bytes held while paused */
+    struct eg_buf out;     /* bytes of the current write */
     enum timer_mode timer;
-    bool want_close;               /* no more requests; close once the queue is empty */
+    bool want_close; /* no more requests; close once the queue is empty */
     bool parse_failed;
     bool is_lingering;
-    bool is_running;               /* inside conn_run or on_read's parse: do not re-enter */
-    bool has_requested;            /* at least one request started on this connection */
+    bool is_running;    /* inside conn_run or on_read's parse: do not re-enter */
+    bool has_requested; /* at least one request started on this connection */
 };
 
 static void conn_process(struct eg_http_conn *c, const char *data, size_t n);
@@ -453,9 +453,7 @@ static void on_timeout(struct eg_net_conn *nc)
         }
         eg_net_conn_close(nc);
         break;
-    default:
-        eg_net_conn_close(nc);
-        break;
+    default: eg_net_conn_close(nc); break;
     }
 }
 

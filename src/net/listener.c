@@ -44,8 +44,8 @@ static int bind_one(uv_tcp_t *s, const char *addr, int port, int backlog)
     return rc;
 }
 
-int eg_net_listeners_start(struct eg_net_listeners *l, uv_loop_t *loop, const char *addrs,
-                           int port, int backlog, eg_net_accept_fn *on_accept, void *data,
+int eg_net_listeners_start(struct eg_net_listeners *l, uv_loop_t *loop, const char *addrs, int port,
+                           int backlog, eg_net_accept_fn *on_accept, void *data,
                            const char **bad_addr)
 {
     static char bad[64];

@@ -68,8 +68,7 @@ static void write_all(const char *p, size_t n)
     }
 }
 
-void eg_log_fields(enum eg_log_level level, const char *msg, const struct eg_log_field *f,
-                   size_t n)
+void eg_log_fields(enum eg_log_level level, const char *msg, const struct eg_log_field *f, size_t n)
 {
     struct eg_buf b;
     char ts[32];
@@ -93,9 +92,7 @@ void eg_log_fields(enum eg_log_level level, const char *msg, const struct eg_log
                 eg_json_put_string(&b, f[i].str,
                                    f[i].len == SIZE_MAX ? strlen(f[i].str) : f[i].len);
             break;
-        case EG_LF_INT:
-            eg_buf_printf(&b, "%lld", (long long)f[i].i);
-            break;
+        case EG_LF_INT: eg_buf_printf(&b, "%lld", (long long)f[i].i); break;
         case EG_LF_NUM:
             eg_json_fmt_number(num, f[i].d);
             eg_buf_puts(&b, num);

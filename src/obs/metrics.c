@@ -155,9 +155,11 @@ void eg_proc_stats_read(struct eg_proc_stats *s)
             unsigned long long stime = 0;
             unsigned long long start = 0;
 
-            if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d "
-                              "%*d %*d %*d %llu",
-                       &utime, &stime, &start) == 3) {
+            if (sscanf(p + 2,
+                       "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d "
+                       "%*d %*d %*d %llu",
+                       &utime, &stime, &start)
+                == 3) {
                 s->cpu_seconds = (double)(utime + stime) / (double)ticks;
                 f = fopen("/proc/stat", "r");
                 if (f != NULL) {

@@ -316,10 +316,31 @@ def redis_factory(workdir):
 # ------------------------------------------------------------------------------------------------
 # engramd
 # ------------------------------------------------------------------------------------------------
+_snapshot = []  # the copy of $ENGRAMD this session runs (see engramd_snapshot)
+
+
+def engramd_path():
+    """The binary under test: the session's snapshot of $ENGRAMD once taken, else $ENGRAMD."""
+    return _snapshot[0] if _snapshot else ENGRAMD
+
+
 def require_engramd():
-    if not os.path.isfile(ENGRAMD) or not os.access(ENGRAMD, os.X_OK):
-        pytest.fail("engramd binary not found at %s (build it, or set ENGRAMD)" % ENGRAMD,
+    path = engramd_path()
+    if not os.path.isfile(path) or not os.access(path, os.X_OK):
+        pytest.fail("engramd binary not found at %s (build it, or set ENGRAMD)" % path,
                     pytrace=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def engramd_snapshot(workdir):
+    """Copy $ENGRAMD once per session, so a rebuild during the run cannot swap or remove the
+    binary under the tests (every test of a run exercises the same build)."""
+    if os.path.isfile(ENGRAMD) and os.access(ENGRAMD, os.X_OK):
+        dest = workdir / "engramd"
+        shutil.copy2(ENGRAMD, dest)
+        _snapshot.append(str(dest))
+    yield
+    _snapshot.clear()
 
 
 def engram_env(port=None, db_url=None, extra=None):
@@ -345,7 +366,7 @@ def run_engramd(args, env, timeout=MIGRATE_TIMEOUT_S):
     """Run engramd with args; returns CompletedProcess with .stdout/.stderr as str."""
     require_engramd()
     try:
-        r = subprocess.run([ENGRAMD] + list(args), env=env, stdout=subprocess.PIPE,
+        r = subprocess.run([engramd_path()] + list(args), env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, timeout=timeout, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired as e:
         pytest.fail("engramd %s did not finish within %ss; output: %r %r"
@@ -373,7 +394,7 @@ class Engram:
     def start(self):
         require_engramd()
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen([ENGRAMD, "serve"], env=self.env, stdout=out, stderr=err,
+            self.proc = subprocess.Popen([engramd_path(), "serve"], env=self.env, stdout=out, stderr=err,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
         return self
 

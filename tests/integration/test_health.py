@@ -139,3 +139,26 @@ def test_redis_down_keeps_ready(engram, redis_factory):
         time.sleep(0.2)
     assert seen_degraded, "redis check still 'pass' 5 s after Redis was killed: %r" % (
         json.loads(r.body),)
+
+
+def test_serve_starts_while_postgres_is_down_and_becomes_ready(engram, private_pg):
+    """Start order must not matter (k8s): with PostgreSQL down, engramd serves /health/live,
+    reports not ready, and becomes ready once PostgreSQL is up, without a restart."""
+    db = private_pg.create_database()
+    launcher_env = {"ENGRAM_DB_POOL_SIZE": "2"}
+    engram.migrate(private_pg.url(db), launcher_env)
+    private_pg.stop("fast")
+    srv = engram(cluster=private_pg, db=db, migrate=False, wait_ready=False, env=launcher_env)
+    deadline = time.monotonic() + 10
+    while True:
+        assert srv.proc.poll() is None, "engramd exited while PostgreSQL was down:\n%s" % (
+            srv.log_tail())
+        st, _ = _status(srv, "/health/live")
+        if st == 200:
+            break
+        assert time.monotonic() < deadline, "/health/live never answered with PostgreSQL down"
+        time.sleep(0.1)
+    st, r = _status(srv, "/health/ready")
+    assert st == 503, r
+    private_pg.start()
+    _wait_for(srv, "/health/ready", 200, 10.0, "PostgreSQL started after engramd")

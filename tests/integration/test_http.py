@@ -239,3 +239,87 @@ def test_responses_carry_content_length_and_json_type(engram_server):
         assert r.header("content-length") == str(len(r.body)), (path, r)
         assert r.header("transfer-encoding") is None, (path, r)
         json.loads(r.body)
+
+
+def test_pipeline_with_malformed_request_in_the_middle(engram_server):
+    """Good requests before a malformed one are answered in order; then 400 and close; nothing
+    after the bad request is answered."""
+    srv = engram_server
+    data = (request_bytes("GET", "/health/live", {"X-Request-Id": "m-0"})
+            + request_bytes("GET", "/health", {"X-Request-Id": "m-1"})
+            + b"GET /health/live HTTP/1.1\r\nHost : x\r\n\r\n"
+            + request_bytes("GET", "/health/live", {"X-Request-Id": "m-3"}))
+    with srv.conn() as c:
+        c.send(data)
+        r0 = c.read_response()
+        r1 = c.read_response()
+        r2 = c.read_response()
+        assert (r0.status, r0.header("x-request-id")) == (200, "m-0"), r0
+        assert (r1.status, r1.header("x-request-id")) == (200, "m-1"), r1
+        assert r2.status == 400 and r2.json() == {"error": "bad_request"}, r2
+        assert c.wait_closed(timeout=3), "not closed after the 400"
+        assert c.buf == b"", "the request after the malformed one was answered: %r" % c.buf[:200]
+    srv.assert_alive()
+
+
+def test_connection_close_in_pipeline_stops_processing(engram_server):
+    srv = engram_server
+    data = (request_bytes("GET", "/health/live", {"X-Request-Id": "cc-0"})
+            + request_bytes("GET", "/health/live", {"X-Request-Id": "cc-1", "Connection": "close"})
+            + request_bytes("GET", "/health/live", {"X-Request-Id": "cc-2"}))
+    with srv.conn() as c:
+        c.send(data)
+        assert c.read_response().header("x-request-id") == "cc-0"
+        r = c.read_response()
+        assert r.header("x-request-id") == "cc-1"
+        assert (r.header("connection") or "").lower() == "close", r
+        assert c.wait_closed(timeout=3)
+        assert c.buf == b"", "a request after Connection: close was answered: %r" % c.buf[:200]
+
+
+def test_http10_keep_alive_is_honoured(engram_server):
+    srv = engram_server
+    with srv.conn() as c:
+        for _ in range(2):
+            c.send(b"GET /health/live HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n")
+            r = c.read_response()
+            assert r.status == 200
+            assert (r.header("connection") or "").lower() == "keep-alive", r
+        assert not c.wait_closed(timeout=0.3)
+
+
+def test_body_on_get_is_consumed(engram_server):
+    srv = engram_server
+    with srv.conn() as c:
+        c.send(request_bytes("GET", "/health/live", {"X-Request-Id": "gb-0"}, body=b"hello"))
+        r = c.read_response()
+        assert r.status == 200 and r.header("x-request-id") == "gb-0", r
+        c.send(request_bytes("GET", "/health/live", {"X-Request-Id": "gb-1"}))
+        r = c.read_response()
+        assert r.status == 200 and r.header("x-request-id") == "gb-1", r
+
+
+def test_half_closed_client_still_gets_its_responses(engram_server):
+    """A client that sends its requests and then shuts down its write side (FIN) still reads
+    every answer."""
+    import socket as _s
+    srv = engram_server
+    with srv.conn() as c:
+        c.send(request_bytes("GET", "/health/live", {"X-Request-Id": "hc-0"})
+               + request_bytes("GET", "/health", {"X-Request-Id": "hc-1"}))
+        c.sock.shutdown(_s.SHUT_WR)
+        assert c.read_response().header("x-request-id") == "hc-0"
+        assert c.read_response().header("x-request-id") == "hc-1"
+        assert c.wait_closed(timeout=3)
+
+
+def test_unsupported_expectation_is_417(engram_server):
+    srv = engram_server
+    with srv.conn() as c:
+        c.send(request_bytes("POST", "/api/v1/memories",
+                             {"Content-Type": "application/json", "Content-Length": "2",
+                              "Expect": "something-else"}))
+        r = c.read_response(timeout=3, allow_informational=True)
+        assert r.status == 417, r
+        assert r.json() == {"error": "expectation_failed"}
+    srv.assert_alive()

@@ -432,3 +432,44 @@ def test_max_connections(engram):
             c.close()
     time.sleep(0.3)
     srv.assert_alive()
+
+
+def test_header_timeout_applies_to_a_second_request_on_keepalive(engram):
+    srv = engram(env={"ENGRAM_HEADER_TIMEOUT_MS": "1000", "ENGRAM_KEEPALIVE_TIMEOUT_MS": "30000"})
+    with srv.conn(timeout=10) as c:
+        c.send(request_bytes("GET", "/health/live"))
+        assert c.read_response().status == 200
+        t0 = time.monotonic()
+        c.send(b"GET /health/live HTTP/1.1\r\nHost: x\r\n")  # second request, half a header
+        _expect_408_close(c, 0.8, 4.0, t0)
+    srv.assert_alive()
+
+
+def test_keepalive_timer_restarts_after_each_request(engram):
+    """The keep-alive timeout is measured from the last response, not from the accept."""
+    srv = engram(env={"ENGRAM_KEEPALIVE_TIMEOUT_MS": "1000"})
+    with srv.conn(timeout=5) as c:
+        t0 = time.monotonic()
+        for _ in range(5):  # 5 × 0.6 s = 3 s of connection life with a 1 s idle timeout
+            c.send(request_bytes("GET", "/health/live"))
+            assert c.read_response().status == 200, "closed after %.1fs" % (time.monotonic() - t0)
+            time.sleep(0.6)
+        t1 = time.monotonic()
+        assert c.wait_closed(timeout=4)
+        assert time.monotonic() - t1 < 1.5
+
+
+def test_connections_gauge_counts_open_connections(engram):
+    srv = engram()
+    held = [srv.conn() for _ in range(4)]
+    try:
+        for c in held:
+            c.send(request_bytes("GET", "/health/live"))
+            assert c.read_response().status == 200
+        text = srv.get("/metrics").body.decode()
+        vals = [float(l.split()[-1]) for l in text.splitlines()
+                if l.startswith("http_connections_active")]
+        assert vals and max(vals) >= 5, "http_connections_active %r with 5 open" % vals
+    finally:
+        for c in held:
+            c.close()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ENGRAMD, PG_BIN, engram_env, free_port, require_engramd, run_engramd
+from conftest import PG_BIN, engram_env, engramd_path, free_port, require_engramd, run_engramd
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CORE_SCHEMA = FIXTURES / "core_schema.sql"
@@ -167,7 +167,7 @@ def test_serve_refuses_partially_migrated_core_database(pg, fresh_db):
 def test_concurrent_migrations_both_succeed(pg, fresh_db):
     require_engramd()
     env = engram_env(db_url=pg.url(fresh_db))
-    procs = [subprocess.Popen([ENGRAMD, "migrate"], env=env, stdout=subprocess.PIPE,
+    procs = [subprocess.Popen([engramd_path(), "migrate"], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT) for _ in range(3)]
     outs = []
     try:

@@ -14,12 +14,12 @@
 
 #include "../harness.h"
 
-#define ASSERT_NUM(v, lit)                                                                        \
-    do {                                                                                          \
-        char out_[EG_JSON_NUMBER_MAX];                                                            \
-        size_t n_ = eg_json_fmt_number(out_, (v));                                                \
-        ASSERT_MEM_EQ(out_, n_, lit);                                                             \
-        ASSERT_EQ('\0', out_[n_]);                                                                \
+#define ASSERT_NUM(v, lit)                                                                         \
+    do {                                                                                           \
+        char out_[EG_JSON_NUMBER_MAX];                                                             \
+        size_t n_ = eg_json_fmt_number(out_, (v));                                                 \
+        ASSERT_MEM_EQ(out_, n_, lit);                                                              \
+        ASSERT_EQ('\0', out_[n_]);                                                                 \
     } while (0)
 
 /* ---- numbers ------------------------------------------------------------------------------ */
@@ -31,9 +31,9 @@ TEST(number_integral)
     ASSERT_NUM(1.0, "1");
     ASSERT_NUM(-1.0, "-1");
     ASSERT_NUM(100.0, "100");
-    ASSERT_NUM(9007199254740992.0, "9007199254740992");          /* 2^53 */
-    ASSERT_NUM(9007199254740993.0, "9007199254740992");          /* 2^53+1 rounds to 2^53 */
-    ASSERT_NUM(9223372036854775808.0, "9223372036854776000");    /* 2^63: shortest digits, padded */
+    ASSERT_NUM(9007199254740992.0, "9007199254740992");       /* 2^53 */
+    ASSERT_NUM(9007199254740993.0, "9007199254740992");       /* 2^53+1 rounds to 2^53 */
+    ASSERT_NUM(9223372036854775808.0, "9223372036854776000"); /* 2^63: shortest digits, padded */
     ASSERT_NUM(1e20, "100000000000000000000");
     ASSERT_NUM(123456789012345680000.0, "123456789012345680000");
     ASSERT_NUM(999999999999999900000.0, "999999999999999900000");
@@ -65,8 +65,8 @@ TEST(number_exponent)
     ASSERT_NUM(1e300, "1e+300");
     ASSERT_NUM(1.7976931348623157e308, "1.7976931348623157e+308");
     ASSERT_NUM(2.2250738585072014e-308, "2.2250738585072014e-308"); /* DBL_MIN */
-    ASSERT_NUM(-2.5e-310, "-2.5e-310");                            /* subnormal */
-    ASSERT_NUM(5e-324, "5e-324");                                  /* smallest subnormal */
+    ASSERT_NUM(-2.5e-310, "-2.5e-310");                             /* subnormal */
+    ASSERT_NUM(5e-324, "5e-324");                                   /* smallest subnormal */
     ASSERT_NUM(1.5e-323, "1.5e-323");
 }
 
@@ -286,8 +286,8 @@ TEST(writer_value_built)
 {
     struct eg_buf b;
     struct eg_jw jw;
-    json_t *v = json_pack("{s:I,s:f,s:s#,s:o}", "i", (json_int_t)42, "r", 0.1, "k", "a\0b", 3,
-                          "z", json_null());
+    json_t *v = json_pack("{s:I,s:f,s:s#,s:o}", "i", (json_int_t)42, "r", 0.1, "k", "a\0b", 3, "z",
+                          json_null());
 
     ASSERT_TRUE(v != NULL);
     eg_buf_init(&b, 4096);
@@ -323,13 +323,13 @@ TEST(writer_value_too_deep)
 
 /* ---- parsing ------------------------------------------------------------------------------ */
 
-#define ASSERT_PARSE_FAILS(lit, max_depth, want_code)                                             \
-    do {                                                                                          \
-        struct eg_json_err e_;                                                                    \
-        json_t *v_ = eg_json_parse(lit, sizeof(lit) - 1, max_depth, &e_);                         \
-        ASSERT_TRUE(v_ == NULL);                                                                  \
-        ASSERT_INT_EQ(want_code, e_.code);                                                        \
-        ASSERT_TRUE(e_.text[0] != '\0' || want_code == EG_JSON_OK);                               \
+#define ASSERT_PARSE_FAILS(lit, max_depth, want_code)                                              \
+    do {                                                                                           \
+        struct eg_json_err e_;                                                                     \
+        json_t *v_ = eg_json_parse(lit, sizeof(lit) - 1, max_depth, &e_);                          \
+        ASSERT_TRUE(v_ == NULL);                                                                   \
+        ASSERT_INT_EQ(want_code, e_.code);                                                         \
+        ASSERT_TRUE(e_.text[0] != '\0' || want_code == EG_JSON_OK);                                \
     } while (0)
 
 TEST(parse_errors_by_class)
@@ -344,7 +344,7 @@ TEST(parse_errors_by_class)
     ASSERT_PARSE_FAILS("\"\xff\"", 64, EG_JSON_EUTF8);
     ASSERT_PARSE_FAILS("\"\xc0\xaf\"", 64, EG_JSON_EUTF8);
     ASSERT_PARSE_FAILS("\"\xed\xa0\x80\"", 64, EG_JSON_EUTF8); /* raw surrogate */
-    ASSERT_PARSE_FAILS("\"\\ud800\"", 64, EG_JSON_EUTF8);    /* JSON.parse would accept */
+    ASSERT_PARSE_FAILS("\"\\ud800\"", 64, EG_JSON_EUTF8);      /* JSON.parse would accept */
     ASSERT_PARSE_FAILS("\"\\udc00x\"", 64, EG_JSON_EUTF8);
     ASSERT_PARSE_FAILS("1e400", 64, EG_JSON_ERANGE);
     ASSERT_PARSE_FAILS("[-1e400]", 64, EG_JSON_ERANGE);
@@ -406,8 +406,8 @@ TEST(parse_depth)
 
 TEST(parse_numbers_are_doubles)
 {
-    json_t *v = eg_json_parse("[9223372036854775808, 18446744073709551616, 1, -0, 1e-400]", 58,
-                              64, NULL);
+    json_t *v =
+        eg_json_parse("[9223372036854775808, 18446744073709551616, 1, -0, 1e-400]", 58, 64, NULL);
 
     ASSERT_TRUE(v != NULL);
     ASSERT_TRUE(json_is_real(json_array_get(v, 0)));
@@ -458,37 +458,37 @@ TEST(utf8_valid)
     ASSERT_TRUE(UTF8_VALID(""));
     ASSERT_TRUE(UTF8_VALID("plain ascii"));
     ASSERT_TRUE(UTF8_VALID("a\0b"));
-    ASSERT_TRUE(UTF8_VALID("\xc2\x80"));             /* U+0080 */
-    ASSERT_TRUE(UTF8_VALID("\xdf\xbf"));             /* U+07FF */
-    ASSERT_TRUE(UTF8_VALID("\xe0\xa0\x80"));         /* U+0800 */
-    ASSERT_TRUE(UTF8_VALID("\xed\x9f\xbf"));         /* U+D7FF */
-    ASSERT_TRUE(UTF8_VALID("\xee\x80\x80"));         /* U+E000 */
-    ASSERT_TRUE(UTF8_VALID("\xe2\x80\xa8"));         /* U+2028 */
-    ASSERT_TRUE(UTF8_VALID("\xef\xbf\xbf"));         /* U+FFFF */
-    ASSERT_TRUE(UTF8_VALID("\xf0\x90\x80\x80"));     /* U+10000 */
-    ASSERT_TRUE(UTF8_VALID("\xf4\x8f\xbf\xbf"));     /* U+10FFFF */
+    ASSERT_TRUE(UTF8_VALID("\xc2\x80"));         /* U+0080 */
+    ASSERT_TRUE(UTF8_VALID("\xdf\xbf"));         /* U+07FF */
+    ASSERT_TRUE(UTF8_VALID("\xe0\xa0\x80"));     /* U+0800 */
+    ASSERT_TRUE(UTF8_VALID("\xed\x9f\xbf"));     /* U+D7FF */
+    ASSERT_TRUE(UTF8_VALID("\xee\x80\x80"));     /* U+E000 */
+    ASSERT_TRUE(UTF8_VALID("\xe2\x80\xa8"));     /* U+2028 */
+    ASSERT_TRUE(UTF8_VALID("\xef\xbf\xbf"));     /* U+FFFF */
+    ASSERT_TRUE(UTF8_VALID("\xf0\x90\x80\x80")); /* U+10000 */
+    ASSERT_TRUE(UTF8_VALID("\xf4\x8f\xbf\xbf")); /* U+10FFFF */
 }
 
 TEST(utf8_invalid)
 {
-    ASSERT_TRUE(!UTF8_VALID("\x80"));                /* lone continuation */
+    ASSERT_TRUE(!UTF8_VALID("\x80")); /* lone continuation */
     ASSERT_TRUE(!UTF8_VALID("\xbf"));
-    ASSERT_TRUE(!UTF8_VALID("\xc0\xaf"));            /* overlong '/' */
+    ASSERT_TRUE(!UTF8_VALID("\xc0\xaf")); /* overlong '/' */
     ASSERT_TRUE(!UTF8_VALID("\xc1\xbf"));
-    ASSERT_TRUE(!UTF8_VALID("\xe0\x80\xaf"));        /* overlong 3-byte */
+    ASSERT_TRUE(!UTF8_VALID("\xe0\x80\xaf")); /* overlong 3-byte */
     ASSERT_TRUE(!UTF8_VALID("\xe0\x9f\xbf"));
-    ASSERT_TRUE(!UTF8_VALID("\xf0\x80\x80\xaf"));    /* overlong 4-byte */
+    ASSERT_TRUE(!UTF8_VALID("\xf0\x80\x80\xaf")); /* overlong 4-byte */
     ASSERT_TRUE(!UTF8_VALID("\xf0\x8f\xbf\xbf"));
-    ASSERT_TRUE(!UTF8_VALID("\xed\xa0\x80"));        /* U+D800 */
-    ASSERT_TRUE(!UTF8_VALID("\xed\xbf\xbf"));        /* U+DFFF */
-    ASSERT_TRUE(!UTF8_VALID("\xf4\x90\x80\x80"));    /* U+110000 */
+    ASSERT_TRUE(!UTF8_VALID("\xed\xa0\x80"));     /* U+D800 */
+    ASSERT_TRUE(!UTF8_VALID("\xed\xbf\xbf"));     /* U+DFFF */
+    ASSERT_TRUE(!UTF8_VALID("\xf4\x90\x80\x80")); /* U+110000 */
     ASSERT_TRUE(!UTF8_VALID("\xf5\x80\x80\x80"));
     ASSERT_TRUE(!UTF8_VALID("\xff"));
     ASSERT_TRUE(!UTF8_VALID("\xfe"));
-    ASSERT_TRUE(!UTF8_VALID("\xe2\x82"));            /* truncated */
+    ASSERT_TRUE(!UTF8_VALID("\xe2\x82")); /* truncated */
     ASSERT_TRUE(!UTF8_VALID("\xf0\x9f\x98"));
     ASSERT_TRUE(!UTF8_VALID("\xc3"));
-    ASSERT_TRUE(!UTF8_VALID("\xc3\x28"));            /* bad continuation */
+    ASSERT_TRUE(!UTF8_VALID("\xc3\x28")); /* bad continuation */
     ASSERT_TRUE(!UTF8_VALID("\xe2\x28\xa1"));
     ASSERT_TRUE(!UTF8_VALID("\xe2\x82\x28"));
     ASSERT_TRUE(!UTF8_VALID("\xf0\x9f\x98\x28"));
@@ -499,9 +499,9 @@ TEST(utf16_len)
 {
     ASSERT_EQ((size_t)0, eg_utf16_len("", 0));
     ASSERT_EQ((size_t)3, eg_utf16_len("abc", 3));
-    ASSERT_EQ((size_t)1, eg_utf16_len("\xc3\xa9", 2));                 /* é */
-    ASSERT_EQ((size_t)1, eg_utf16_len("\xe2\x82\xac", 3));             /* € */
-    ASSERT_EQ((size_t)2, eg_utf16_len("\xf0\x9f\x98\x80", 4));         /* emoji: a pair */
+    ASSERT_EQ((size_t)1, eg_utf16_len("\xc3\xa9", 2));         /* é */
+    ASSERT_EQ((size_t)1, eg_utf16_len("\xe2\x82\xac", 3));     /* € */
+    ASSERT_EQ((size_t)2, eg_utf16_len("\xf0\x9f\x98\x80", 4)); /* emoji: a pair */
     ASSERT_EQ((size_t)6, eg_utf16_len("a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\0", 11));
 }
 

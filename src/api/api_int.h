@@ -1,0 +1,107 @@
+/*
+ * Private helpers shared by the API handlers (src/api only).
+ *
+ * Requests: bodies are decoded the way CORE does it (JSON.parse after trimming, `{}` when empty,
+ * falsy and non-object bodies refused), values are coerced with JS semantics (String(v || ""),
+ * Number(v), clamps), and query parameters are parsed as CORE parses them (with DECISIONS.md
+ * item 1: an absent `limit` takes the documented default).
+ *
+ * Responses: database rows are written as JSON by column type (PQftype), so numbers follow JS
+ * formatting, bigints become strings, timestamps become ISO-8601 UTC with milliseconds and Z,
+ * and json/jsonb columns are re-emitted compactly, exactly as CORE's node-postgres path does.
+ */
+#ifndef EG_API_INT_H
+#define EG_API_INT_H
+
+#include <jansson.h>
+#include <libpq-fe.h>
+
+#include "engram/api.h"
+#include "engram/json.h"
+
+/* ---- request bodies ----------------------------------------------------------------------- */
+
+/**
+ * Decodes r's body as a JSON object. Returns a new reference (json_decref when done; the arena
+ * does it at request end when arena_owned is true), or NULL after answering 400
+ * (`invalid_json_body`, or `invalid_text` for NUL characters and invalid UTF-8, DECISIONS.md item
+ * 2). An empty body (after JS trim) is {}.
+ */
+json_t *eg__api_body(struct eg_app *app, struct eg_http_req *r);
+/** Like eg__api_body but tolerant (the retract route): invalid or non-object bodies give {}. */
+json_t *eg__api_body_lenient(struct eg_app *app, struct eg_http_req *r);
+
+/* ---- JS coercions (core-contract.md §2.6) ------------------------------------------------- */
+
+/** JS String(v || "") then trim. v may be NULL (undefined). Returns arena memory, or NULL at the
+ * arena ceiling. *len gets the byte length. */
+char *eg__api_js_string(struct eg_arena *a, const json_t *v, size_t *len);
+/** JS String(v) without the `|| ""` (PATCH text): null -> "null". Not trimmed. */
+char *eg__api_js_string_raw(struct eg_arena *a, const json_t *v, size_t *len);
+/** JS Number(v). v NULL (undefined) -> NaN. */
+double eg__api_js_number(const json_t *v);
+/** JS Number(s) for a string (whitespace trimmed; "" -> 0; hex/octal/binary prefixes). */
+double eg__api_js_number_str(const char *s, size_t n);
+/** CORE's clampInt: Number(v); not finite -> def; clamp to [min,max]; floor. */
+double eg__api_clamp_int(const json_t *v, double min, double max, double def);
+/** CORE's clampFloat: as clampInt without the floor. */
+double eg__api_clamp_float(const json_t *v, double min, double max, double def);
+/** True when v is JSON true exactly. */
+bool eg__api_is_true(const json_t *v);
+/** JS truthiness of v (undefined/null/false/0/NaN/"" are falsy). */
+bool eg__api_truthy(const json_t *v);
+/** JS trim of [s, s+n) in place: returns the new start and sets *n. */
+const char *eg__api_trim(const char *s, size_t *n);
+
+/* ---- query parameters --------------------------------------------------------------------- */
+
+/** The first query parameter name (decoded), or NULL when absent. */
+char *eg__api_query(struct eg_http_req *r, const char *name, size_t *len);
+/** parseIntInRange with DECISIONS.md item 1: absent -> def. */
+long eg__api_query_int(struct eg_http_req *r, const char *name, long def, long min, long max);
+/** parseBool: absent -> def; otherwise true only if it lower-cases to "true". */
+bool eg__api_query_bool(struct eg_http_req *r, const char *name, bool def);
+
+/* ---- responses ---------------------------------------------------------------------------- */
+
+/** Writes column col of row as a JSON value by its type (see the file comment). */
+void eg__api_write_field(struct eg_jw *jw, const PGresult *res, int row, int col);
+/** Writes row as an object of every column in order, skipping columns named in skip (NULL-ended).
+ */
+void eg__api_write_row(struct eg_jw *jw, const PGresult *res, int row, const char *const *skip);
+/** Writes the rows of res as an array of objects (eg__api_write_row). */
+void eg__api_write_rows(struct eg_jw *jw, const PGresult *res, const char *const *skip);
+/** Finishes jw and responds with status, or 500 when the writer failed. */
+void eg__api_send(struct eg_http_req *r, struct eg_jw *jw, int status);
+/** Responds with {"error":code,"message":msg}. */
+void eg__api_error_msg(struct eg_http_req *r, int status, const char *code, const char *msg);
+/** Converts PostgreSQL timestamptz text (UTC) to CORE's ISO form. out must hold 32 bytes. */
+bool eg__api_pg_ts(const char *pg, char out[32]);
+/** Column index by name, or -1. */
+int eg__api_col(const PGresult *res, const char *name);
+/** Text of (row, col by name), or NULL when SQL NULL or missing. */
+const char *eg__api_get(const PGresult *res, int row, const char *name);
+
+/* ---- database ----------------------------------------------------------------------------- */
+
+typedef void eg__api_db_fn(struct eg_app *app, struct eg_http_req *r, const struct eg_db_reply *rep,
+                           void *data);
+
+/**
+ * Runs b for r. fn runs once with the reply (success or failure), unless r ends first: the
+ * request arena's cleanup cancels the query. Values in b must live in r's arena.
+ */
+void eg__api_db(struct eg_app *app, struct eg_http_req *r, const struct eg_db_batch *b,
+                eg__api_db_fn *fn, void *data);
+/**
+ * Answers a failed reply the generic way and returns true: 503 + Retry-After when the database
+ * is unavailable or timed out, otherwise 500 {"error":"server_error","message":<primary message>}
+ * (CORE's shape). Returns false when rep succeeded.
+ */
+bool eg__api_db_failed(struct eg_http_req *r, const struct eg_db_reply *rep);
+
+/** The resolved project id of r (set by the router before the handler runs). */
+const char *eg__api_project(struct eg_http_req *r);
+void eg__api_set_project(struct eg_http_req *r, const char *project);
+
+#endif /* EG_API_INT_H */
