@@ -206,10 +206,33 @@ static struct server srv;
 
 static void close_everything(void);
 
+static void on_pool_closed(void *data);
+
+static void on_seq_closed(void *data)
+{
+    (void)data;
+    eg_db_pool_close(srv.app.db, on_pool_closed, NULL);
+}
+
+static void on_hub_closed(void *data)
+{
+    (void)data;
+    eg_db_seq_close(srv.app.seq, on_seq_closed, NULL);
+}
+
+static void on_sequenced(const PGresult *rows, void *data)
+{
+    (void)data;
+    if (srv.app.sse != NULL)
+        eg_sse_hub_publish(srv.app.sse, rows);
+}
+
 static void on_pool_closed(void *data)
 {
     (void)data;
     srv.app.db = NULL;
+    srv.app.sse = NULL;
+    srv.app.seq = NULL;
     uv_close((uv_handle_t *)&srv.sigterm, NULL);
     uv_close((uv_handle_t *)&srv.sigint, NULL);
     uv_close((uv_handle_t *)&srv.drain_timer, NULL);
@@ -235,7 +258,8 @@ static void close_everything(void)
     eg_http_server_close_all(srv.app.http);
     uv_timer_stop(&srv.check_timer);
     uv_timer_stop(&srv.drain_timer);
-    eg_db_pool_close(srv.app.db, on_pool_closed, NULL);
+    /* Hub, then sequencer (its session end frees the lead for a standby), then the pool. */
+    eg_sse_hub_close(srv.app.sse, on_hub_closed, NULL);
 }
 
 static void on_check(uv_timer_t *t)
@@ -260,6 +284,8 @@ static void on_drain_deadline(uv_timer_t *t)
 static void drain_connections(void)
 {
     srv.drain_delay_done = true;
+    /* Streams end with a retry hint first, so their clients resume on another instance. */
+    eg_sse_hub_drain(srv.app.sse);
     if (srv.listeners_open) {
         eg_net_listeners_stop(&srv.listeners);
         srv.listeners_open = false;
@@ -365,6 +391,24 @@ static int cmd_serve(void)
     }
     srv.listeners_open = true;
     srv.app.db = eg_db_pool_new(&srv.loop, &dc, on_serve_pool_state, NULL);
+    {
+        struct eg_db_seq_config sc = {
+            .conninfo = cfg.database_url,
+            .idle_poll_ms = cfg.sequencer_poll_ms,
+            .standby_poll_ms = 500,
+            .batch_max = cfg.sequencer_batch,
+        };
+        struct eg_sse_hub_config hc2 = {
+            .keepalive_ms = cfg.sse_keepalive_ms,
+            .heartbeat_ms = cfg.sse_heartbeat_ms,
+            .catchup_poll_ms = cfg.sse_catchup_ms,
+            .max_pending_bytes = cfg.sse_max_pending_bytes,
+            .retry_ms = cfg.sse_retry_ms,
+        };
+
+        srv.app.seq = eg_db_seq_new(&srv.loop, &sc, on_sequenced, NULL);
+        srv.app.sse = eg_sse_hub_new(&srv.loop, srv.app.db, &hc2);
+    }
 
     uv_signal_init(&srv.loop, &srv.sigterm);
     uv_signal_init(&srv.loop, &srv.sigint);

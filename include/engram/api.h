@@ -15,6 +15,7 @@
 #include "engram/db.h"
 #include "engram/http.h"
 #include "engram/obs.h"
+#include "engram/sse.h"
 
 struct eg_api_metrics;
 
@@ -23,6 +24,8 @@ struct eg_app {
     const struct eg_config *cfg;
     struct eg_db_pool *db; /* NULL until created */
     struct eg_http_server *http;
+    struct eg_db_seq *seq; /* the sequencer (this instance may or may not lead) */
+    struct eg_sse_hub *sse;
     struct eg_api_metrics *metrics;
     bool is_draining;
     int schema_required;

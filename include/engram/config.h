@@ -35,6 +35,13 @@ struct eg_config {
     size_t pipeline_max;           /* ENGRAM_PIPELINE_MAX */
     uint64_t drain_timeout_ms;     /* ENGRAM_DRAIN_TIMEOUT_MS: in-flight work after SIGTERM */
     uint64_t drain_delay_ms;       /* ENGRAM_DRAIN_DELAY_MS: ready=503 before the listener closes */
+    uint64_t sse_keepalive_ms;     /* ENGRAM_SSE_KEEPALIVE_MS: comment keepalive interval */
+    uint64_t sse_heartbeat_ms;     /* ENGRAM_SSE_HEARTBEAT_MS: CORE's heartbeat event */
+    uint64_t sse_catchup_ms;       /* ENGRAM_SSE_CATCHUP_MS: poll for other instances' events */
+    size_t sse_max_pending_bytes;  /* ENGRAM_SSE_MAX_PENDING_BYTES: slow-subscriber cap */
+    uint64_t sse_retry_ms;         /* ENGRAM_SSE_RETRY_MS: the retry: hint */
+    uint64_t sequencer_poll_ms;    /* ENGRAM_SEQUENCER_POLL_MS: idle outbox poll ceiling */
+    int sequencer_batch;           /* ENGRAM_SEQUENCER_BATCH: rows per transaction */
     char log_level[16];            /* ENGRAM_LOG_LEVEL */
     /* CORE's application settings */
     char default_project_id[256]; /* CORE_DEFAULT_PROJECT_ID */

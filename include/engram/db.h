@@ -150,4 +150,46 @@ typedef void eg_db_migrate_done_fn(const struct eg_db_migrate_result *res, void 
  */
 void eg_db_migrate(struct eg_db_pool *p, eg_db_migrate_done_fn *done, void *data);
 
+/* ---- the sequencer (ARCHITECTURE.md §5) --------------------------------------------------- */
+
+struct eg_db_seq;
+
+/**
+ * Called on the leader after each committed batch, with the rows it sequenced (columns
+ * project_id, seq, subject_id, event_type, payload, epoch; ordered by project then seq).
+ * res is borrowed for the call.
+ */
+typedef void eg_db_seq_batch_fn(const PGresult *res, void *data);
+
+struct eg_db_seq_config {
+    const char *conninfo;
+    uint64_t idle_poll_ms;    /* longest wait between polls when the outbox was empty */
+    uint64_t standby_poll_ms; /* how often a standby tries to take the lead */
+    int batch_max;            /* outbox rows moved per transaction */
+};
+
+struct eg_db_seq_stats {
+    bool is_leader;
+    uint64_t batches_total;
+    uint64_t events_total;
+    uint64_t leader_changes_total;
+};
+
+/**
+ * Starts the sequencer on its own connection. Exactly one sequencer in the cluster leads (it holds
+ * a session-level advisory lock); the others stand by and try to take over every standby_poll_ms,
+ * so a dead leader is replaced within that time once its session ends. Each batch is one
+ * statement, so one transaction: it deletes up to batch_max committed outbox rows in id order,
+ * advances each project's projects.last_seq, and inserts the rows into events with gapless seqs.
+ * The statement only moves rows while this session holds the lock, so a reconnect that lost the
+ * lock cannot sequence anything twice.
+ */
+struct eg_db_seq *eg_db_seq_new(uv_loop_t *loop, const struct eg_db_seq_config *cfg,
+                                eg_db_seq_batch_fn *on_batch, void *data);
+/** Wakes the leader now (a local write committed outbox rows). Cheap; safe on a standby. */
+void eg_db_seq_poke(struct eg_db_seq *s);
+void eg_db_seq_get_stats(const struct eg_db_seq *s, struct eg_db_seq_stats *out);
+/** Stops and closes; on_closed(data) fires once everything is closed. */
+void eg_db_seq_close(struct eg_db_seq *s, void (*on_closed)(void *data), void *data);
+
 #endif /* EG_DB_H */

@@ -85,6 +85,10 @@ struct eg_http_req {
     struct eg_buf resp_headers; /* extra "Name: value\r\n" lines */
     struct eg_buf resp_body;
     bool has_responded;
+    bool is_streaming;         /* private: chunked response written over time */
+    bool stream_head_sent;     /* private */
+    bool stream_ended;         /* private */
+    struct eg_buf stream_out;  /* private: framed chunks not yet handed to the socket */
     bool close_after;          /* private: close the connection once this response is out */
     uint64_t start_ns;         /* private: first byte seen */
     size_t bytes_out;          /* read-only after the response is written */
@@ -223,6 +227,25 @@ void eg_http_respond(struct eg_http_req *r, int status, const char *content_type
 void eg_http_respond_json(struct eg_http_req *r, int status, const char *json, size_t len);
 /** Responds with CORE's error envelope {"error":"<code>"} (code is a JSON-safe identifier). */
 void eg_http_respond_error(struct eg_http_req *r, int status, const char *code);
+/**
+ * Starts a streaming response (Transfer-Encoding: chunked): the head goes out now, r stays in
+ * flight (ahead of any pipelined request) until eg_http_stream_end or the connection closes.
+ * Closing is signalled to the owner through r's arena cleanups, which run when r is freed.
+ */
+void eg_http_stream_begin(struct eg_http_req *r, int status, const char *content_type);
+/**
+ * Queues data as one chunk. Returns 0; EG_ELIMIT when the unsent bytes would pass
+ * EG_HTTP_STREAM_MAX (nothing queued: the caller should end the stream); EG_ECANCELED when the
+ * connection is closing.
+ */
+int eg_http_stream_write(struct eg_http_req *r, const char *data, size_t len);
+/** Bytes queued on the stream and not yet accepted by the socket. */
+size_t eg_http_stream_pending(const struct eg_http_req *r);
+/** Ends the stream (terminating chunk) and closes the connection after it. Idempotent. */
+void eg_http_stream_end(struct eg_http_req *r);
+
+#define EG_HTTP_STREAM_MAX (4u << 20)
+
 /**
  * Renders the status line and headers for r into out (server use; exposed for tests). date is the
  * cached IMF-fixdate. keep_alive chooses the Connection header.

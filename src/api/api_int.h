@@ -100,8 +100,74 @@ void eg__api_db(struct eg_app *app, struct eg_http_req *r, const struct eg_db_ba
  */
 bool eg__api_db_failed(struct eg_http_req *r, const struct eg_db_reply *rep);
 
+/** A write committed outbox rows: wake the sequencer so they are sequenced now. */
+void eg__api_wrote(struct eg_app *app);
+
 /** The resolved project id of r (set by the router before the handler runs). */
 const char *eg__api_project(struct eg_http_req *r);
 void eg__api_set_project(struct eg_http_req *r, const char *project);
+
+/* ---- handlers (one file per resource) ------------------------------------------------------ */
+
+/* src/api/memories_write.c */
+void eg__api_mem_create(struct eg_app *app, struct eg_http_req *r);
+void eg__api_mem_patch(struct eg_app *app, struct eg_http_req *r);
+void eg__api_mem_delete(struct eg_app *app, struct eg_http_req *r);
+void eg__api_mem_restore(struct eg_app *app, struct eg_http_req *r);
+void eg__api_mem_extract(struct eg_app *app, struct eg_http_req *r);
+/* src/api/memories_read.c */
+void eg__api_mem_list(struct eg_app *app, struct eg_http_req *r);
+void eg__api_mem_get(struct eg_app *app, struct eg_http_req *r);
+void eg__api_mem_superseded(struct eg_app *app, struct eg_http_req *r);
+void eg__api_mem_search(struct eg_app *app, struct eg_http_req *r);
+void eg__api_mem_recalls(struct eg_app *app, struct eg_http_req *r);
+void eg__api_mem_claims(struct eg_app *app, struct eg_http_req *r);
+/* src/api/claims.c */
+void eg__api_claim_create(struct eg_app *app, struct eg_http_req *r);
+void eg__api_claim_retract(struct eg_app *app, struct eg_http_req *r);
+void eg__api_claim_get(struct eg_app *app, struct eg_http_req *r);
+void eg__api_subj_truth(struct eg_app *app, struct eg_http_req *r);
+void eg__api_subj_slot(struct eg_app *app, struct eg_http_req *r);
+void eg__api_subj_slots(struct eg_app *app, struct eg_http_req *r);
+void eg__api_subj_graph(struct eg_app *app, struct eg_http_req *r);
+void eg__api_subj_history(struct eg_app *app, struct eg_http_req *r);
+/* src/api/events.c */
+void eg__api_events(struct eg_app *app, struct eg_http_req *r);
+
+/**
+ * Decoded path parameter i (decodeURIComponent semantics) in r's arena, or NULL at the arena
+ * ceiling. *len gets its length.
+ */
+const char *eg__api_param(struct eg_http_req *r, size_t i, size_t *len);
+
+/* ---- claims (shared by POST /claims, extract with learn and POST /memories) ---------------- */
+
+/** One claim to create, as createClaim takes it (core-contract.md §9.1). Strings are arena. */
+struct eg__api_claim_in {
+    const char *claim_id;
+    const char *subject_id;
+    const char *predicate;
+    const char *object_value;
+    const char *slot;
+    const char *claim_type;
+    const char *confidence; /* text of the clamped number */
+    const char *importance;
+    const char *tags_json;        /* JSON array of strings */
+    const char *source_memory_id; /* NULL for none */
+    const char *source_observation_id;
+    const char *subject_entity;
+    const char *valid_from; /* NULL for none; cast to timestamptz by the database */
+    const char *valid_until;
+};
+
+/**
+ * Adds createClaim's three statements (claim, assertion, slot upsert) for c in project to b.
+ * When source_memory_id is set the claim is only written if that memory exists in project; with
+ * memory_in_tx it must moreover have been inserted by this same transaction (POST /memories,
+ * whose insert may be skipped as a duplicate). The claim statement returns the new row's
+ * response fields; zero rows means it was not written.
+ */
+int eg__api_batch_add_claim(struct eg_db_batch *b, struct eg_arena *a, const char *project,
+                            const struct eg__api_claim_in *c, bool memory_in_tx);
 
 #endif /* EG_API_INT_H */

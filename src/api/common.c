@@ -594,6 +594,11 @@ bool eg__api_db_failed(struct eg_http_req *r, const struct eg_db_reply *rep)
     return true;
 }
 
+void eg__api_wrote(struct eg_app *app)
+{
+    eg_db_seq_poke(app->seq);
+}
+
 struct api_req {
     const char *project;
 };

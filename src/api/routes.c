@@ -5,6 +5,8 @@
  */
 #include "engram/api.h"
 
+#include "api_int.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -315,6 +317,32 @@ void eg_api_handle(struct eg_http_req *r, void *data)
         return;
     }
     r->route_id = route->id;
-    /* TODO(#3): CORE's memory, claim and event handlers. */
-    eg_http_respond_error(r, 501, "not_implemented");
+    eg__api_set_project(r, project);
+    if (eg__api_project(r) == NULL) {
+        eg_http_respond_error(r, 413, "payload_too_large");
+        return;
+    }
+    switch (route->id) {
+    case R_EVENTS: eg__api_events(app, r); break;
+    case R_MEM_LIST: eg__api_mem_list(app, r); break;
+    case R_MEM_EXTRACT: eg__api_mem_extract(app, r); break;
+    case R_MEM_SEARCH: eg__api_mem_search(app, r); break;
+    case R_MEM_SUPERSEDED: eg__api_mem_superseded(app, r); break;
+    case R_MEM_RECALLS: eg__api_mem_recalls(app, r); break;
+    case R_MEM_CLAIMS: eg__api_mem_claims(app, r); break;
+    case R_MEM_RESTORE: eg__api_mem_restore(app, r); break;
+    case R_MEM_GET: eg__api_mem_get(app, r); break;
+    case R_MEM_PATCH: eg__api_mem_patch(app, r); break;
+    case R_MEM_DELETE: eg__api_mem_delete(app, r); break;
+    case R_MEM_CREATE: eg__api_mem_create(app, r); break;
+    case R_CLAIM_CREATE: eg__api_claim_create(app, r); break;
+    case R_CLAIM_RETRACT: eg__api_claim_retract(app, r); break;
+    case R_SUBJ_TRUTH: eg__api_subj_truth(app, r); break;
+    case R_SUBJ_SLOT: eg__api_subj_slot(app, r); break;
+    case R_SUBJ_SLOTS: eg__api_subj_slots(app, r); break;
+    case R_SUBJ_GRAPH: eg__api_subj_graph(app, r); break;
+    case R_SUBJ_HISTORY: eg__api_subj_history(app, r); break;
+    case R_CLAIM_GET: eg__api_claim_get(app, r); break;
+    default: eg_http_respond_error(r, 500, "server_error"); break;
+    }
 }

@@ -186,6 +186,13 @@ int eg_config_load(struct eg_config *cfg, eg_config_getenv_fn *getenv_fn, void *
     cfg->write_timeout_ms = 30000;
     cfg->pipeline_max = 16;
     cfg->drain_timeout_ms = 10000;
+    cfg->sse_keepalive_ms = 15000;
+    cfg->sse_heartbeat_ms = 30000;
+    cfg->sse_catchup_ms = 1000;
+    cfg->sse_max_pending_bytes = 256 * 1024;
+    cfg->sse_retry_ms = 3000;
+    cfg->sequencer_poll_ms = 50;
+    cfg->sequencer_batch = 1000;
     snprintf(cfg->log_level, sizeof(cfg->log_level), "info");
     snprintf(cfg->default_project_id, sizeof(cfg->default_project_id), "default-project");
     snprintf(cfg->ai_mode, sizeof(cfg->ai_mode), "auto");
@@ -239,6 +246,23 @@ int eg_config_load(struct eg_config *cfg, eg_config_getenv_fn *getenv_fn, void *
         rc = get_size(&x, "ENGRAM_PIPELINE_MAX", 1, 1024, &cfg->pipeline_max);
     if (rc == 0)
         rc = get_u64(&x, "ENGRAM_DRAIN_TIMEOUT_MS", 0, 3600000, &cfg->drain_timeout_ms);
+    if (rc == 0)
+        rc = get_u64(&x, "ENGRAM_SSE_KEEPALIVE_MS", 100, 3600000, &cfg->sse_keepalive_ms);
+    if (rc == 0)
+        rc = get_u64(&x, "ENGRAM_SSE_HEARTBEAT_MS", 100, 3600000, &cfg->sse_heartbeat_ms);
+    if (rc == 0)
+        rc = get_u64(&x, "ENGRAM_SSE_CATCHUP_MS", 10, 600000, &cfg->sse_catchup_ms);
+    if (rc == 0)
+        rc = get_size(&x, "ENGRAM_SSE_MAX_PENDING_BYTES", 4096, 1u << 30,
+                      &cfg->sse_max_pending_bytes);
+    if (rc == 0)
+        rc = get_u64(&x, "ENGRAM_SSE_RETRY_MS", 0, 3600000, &cfg->sse_retry_ms);
+    if (rc == 0)
+        rc = get_u64(&x, "ENGRAM_SEQUENCER_POLL_MS", 1, 60000, &cfg->sequencer_poll_ms);
+    u = (uint64_t)cfg->sequencer_batch;
+    if (rc == 0)
+        rc = get_u64(&x, "ENGRAM_SEQUENCER_BATCH", 1, 100000, &u);
+    cfg->sequencer_batch = (int)u;
     if (rc == 0)
         rc = get_u64(&x, "ENGRAM_DRAIN_DELAY_MS", 0, 600000, &cfg->drain_delay_ms);
     if (rc == 0)

@@ -395,6 +395,7 @@ struct eg_http_req *eg_http_req_new(size_t arena_bytes, size_t body_max)
     eg_buf_init(&r->value, 64 * 1024);
     eg_buf_init(&r->resp_headers, 16 * 1024);
     eg_buf_init(&r->resp_body, 64u << 20);
+    eg_buf_init(&r->stream_out, EG_HTTP_STREAM_MAX);
     r->route_id = -1;
     r->route_name = "unmatched";
     return r;
@@ -410,6 +411,7 @@ void eg_http_req_free(struct eg_http_req *r)
     eg_buf_fini(&r->value);
     eg_buf_fini(&r->resp_headers);
     eg_buf_fini(&r->resp_body);
+    eg_buf_fini(&r->stream_out);
     eg_free(r);
 }
 

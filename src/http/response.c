@@ -46,16 +46,27 @@ int eg_http_render_head(const struct eg_http_req *r, const char *date, bool keep
 {
     int rc;
 
-    rc = eg_buf_printf(out,
-                       "HTTP/1.1 %d %s\r\n"
-                       "Date: %s\r\n"
-                       "Content-Type: %s\r\n"
-                       "Content-Length: %zu\r\n"
-                       "X-Request-Id: %s\r\n"
-                       "Connection: %s\r\n",
-                       r->status, eg_http_reason(r->status), date,
-                       r->content_type ? r->content_type : "application/json; charset=utf-8",
-                       r->resp_body.len, r->request_id, keep_alive ? "keep-alive" : "close");
+    if (r->is_streaming)
+        rc = eg_buf_printf(out,
+                           "HTTP/1.1 %d %s\r\n"
+                           "Date: %s\r\n"
+                           "Content-Type: %s\r\n"
+                           "Transfer-Encoding: chunked\r\n"
+                           "X-Request-Id: %s\r\n"
+                           "Connection: %s\r\n",
+                           r->status, eg_http_reason(r->status), date, r->content_type,
+                           r->request_id, keep_alive ? "keep-alive" : "close");
+    else
+        rc = eg_buf_printf(out,
+                           "HTTP/1.1 %d %s\r\n"
+                           "Date: %s\r\n"
+                           "Content-Type: %s\r\n"
+                           "Content-Length: %zu\r\n"
+                           "X-Request-Id: %s\r\n"
+                           "Connection: %s\r\n",
+                           r->status, eg_http_reason(r->status), date,
+                           r->content_type ? r->content_type : "application/json; charset=utf-8",
+                           r->resp_body.len, r->request_id, keep_alive ? "keep-alive" : "close");
     if (rc == 0 && r->resp_headers.len > 0)
         rc = eg_buf_append(out, r->resp_headers.base, r->resp_headers.len);
     if (rc == 0)

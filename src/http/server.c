@@ -295,7 +295,33 @@ static int conn_write_ready(struct eg_http_conn *c)
     if (c->net.is_writing || c->net.is_closing)
         return 0;
     eg_buf_reset(&c->out);
-    for (r = c->head; r != NULL && r->has_responded; r = r->next) {
+    if (c->head != NULL && c->head->is_streaming) {
+        /* A stream owns the connection: its head, then its chunks as they come. */
+        r = c->head;
+        if (!r->stream_head_sent) {
+            if (eg_http_render_head(r, cached_date(c->srv), !r->stream_ended, &c->out) < 0) {
+                eg_net_conn_close(&c->net);
+                return -1;
+            }
+            r->stream_head_sent = true;
+        }
+        if (r->stream_out.len > 0
+            && eg_buf_append(&c->out, r->stream_out.base, r->stream_out.len) < 0) {
+            eg_net_conn_close(&c->net);
+            return -1;
+        }
+        r->bytes_out += c->out.len;
+        eg_buf_reset(&r->stream_out);
+        if (r->stream_ended) {
+            eg_buf_puts(&c->out, "0\r\n\r\n");
+            r->close_after = true;
+            count = 1; /* retire the request once the end is written */
+        } else if (c->out.len == 0) {
+            return 0;
+        }
+    }
+    for (r = count == 0 && (c->head == NULL || !c->head->is_streaming) ? c->head : NULL;
+         r != NULL && r->has_responded; r = r->next) {
         size_t before = c->out.len;
         bool keep = r->keep_alive && !r->close_after;
 
@@ -309,7 +335,7 @@ static int conn_write_ready(struct eg_http_conn *c)
         if (r->close_after)
             break;
     }
-    if (count == 0)
+    if (c->out.len == 0)
         return 0;
     c->writing_count = count;
     b = uv_buf_init(c->out.base, (unsigned int)c->out.len);
@@ -429,6 +455,11 @@ static void on_eof(struct eg_net_conn *nc, int status)
 {
     struct eg_http_conn *c = nc->data;
 
+    /* A stream has nothing left to answer: its client went away. */
+    if (c->head != NULL && c->head->is_streaming) {
+        eg_net_conn_close(nc);
+        return;
+    }
     /* A half-closed client may still read the answers to what it already sent. */
     if (status == 0 && c->inflight > 0 && !c->is_lingering) {
         c->want_close = true;
@@ -575,6 +606,53 @@ void eg_http_server_close_all(struct eg_http_server *s)
 const char *eg_http_req_peer(const struct eg_http_req *r)
 {
     return r->conn != NULL ? r->conn->net.peer : NULL;
+}
+
+void eg_http_stream_begin(struct eg_http_req *r, int status, const char *content_type)
+{
+    if (r->has_responded)
+        return;
+    r->status = status;
+    r->content_type = content_type;
+    r->is_streaming = true;
+    r->has_responded = true;
+    if (r->conn != NULL)
+        conn_run(r->conn);
+}
+
+int eg_http_stream_write(struct eg_http_req *r, const char *data, size_t len)
+{
+    char size_line[24];
+    int n;
+
+    if (r->conn == NULL || r->conn->net.is_closing || r->stream_ended)
+        return EG_ECANCELED;
+    n = snprintf(size_line, sizeof(size_line), "%zx\r\n", len);
+    if (r->stream_out.len + (size_t)n + len + 2 > EG_HTTP_STREAM_MAX)
+        return EG_ELIMIT;
+    eg_buf_append(&r->stream_out, size_line, (size_t)n);
+    eg_buf_append(&r->stream_out, data, len);
+    eg_buf_append(&r->stream_out, "\r\n", 2);
+    conn_run(r->conn);
+    return 0;
+}
+
+size_t eg_http_stream_pending(const struct eg_http_req *r)
+{
+    size_t queued = 0;
+
+    if (r->conn != NULL)
+        queued = uv_stream_get_write_queue_size((const uv_stream_t *)&r->conn->net.tcp);
+    return r->stream_out.len + queued;
+}
+
+void eg_http_stream_end(struct eg_http_req *r)
+{
+    if (!r->is_streaming || r->stream_ended)
+        return;
+    r->stream_ended = true;
+    if (r->conn != NULL && !r->conn->net.is_closing)
+        conn_run(r->conn);
 }
 
 size_t eg_http_server_connections(const struct eg_http_server *s)

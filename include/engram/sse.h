@@ -1,0 +1,76 @@
+/*
+ * engram sse: Server-Sent Events. A pure frame encoder, and the hub that delivers the durable
+ * event log (PostgreSQL `events`) to SSE subscribers (ARCHITECTURE.md §6).
+ *
+ * The hub keeps one topic per project with local subscribers. A topic tracks the highest seq it
+ * has delivered and reads newer events from PostgreSQL when told they exist (the local
+ * sequencer's batches) and on a periodic catch-up poll (events sequenced by another instance), so
+ * a missed notification costs latency, never events. Each subscriber has a cursor: a subscriber
+ * that resumes (Last-Event-ID) pages forward from PostgreSQL until it is current, then goes live.
+ * Event ids are "<epoch>:<seq>". Loop-thread only.
+ */
+#ifndef EG_SSE_H
+#define EG_SSE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engram/core.h"
+#include "engram/db.h"
+#include "engram/http.h"
+
+/**
+ * Appends one SSE frame to b: optional "id:", optional "event:", the data split into "data:"
+ * lines at LF, CRLF or CR, and the blank line. id and event must not contain CR, LF or NUL
+ * (returns EG_EPARSE and appends nothing); data may contain anything but NUL. Returns 0,
+ * EG_EPARSE or EG_ELIMIT.
+ */
+int eg_sse_frame(struct eg_buf *b, const char *id, const char *event, const char *data, size_t len);
+
+/** Parses an "<epoch>:<seq>" event id. Returns 0 or EG_EPARSE. */
+int eg_sse_parse_id(const char *s, size_t n, int64_t *epoch, int64_t *seq);
+
+struct eg_sse_hub;
+
+struct eg_sse_hub_config {
+    uint64_t keepalive_ms;    /* comment lines that keep proxies from timing out (15 s) */
+    uint64_t heartbeat_ms;    /* CORE's `heartbeat` event (30 s) */
+    uint64_t catchup_poll_ms; /* how often topics look for events from other instances */
+    size_t max_pending_bytes; /* unsent bytes a subscriber may hold before it is cut off */
+    uint64_t retry_ms;        /* the `retry:` hint sent to clients */
+};
+
+struct eg_sse_hub_stats {
+    uint64_t subscribers;
+    uint64_t topics;
+    uint64_t delivered_total; /* event frames written to subscribers */
+    uint64_t caught_up_total; /* event frames written from catch-up pages */
+    uint64_t dropped_total;   /* subscribers cut off for falling too far behind */
+    uint64_t resets_total;    /* `reset` events sent for unusable resume positions */
+};
+
+/** Creates a hub reading events through db (borrowed; must outlive the hub). */
+struct eg_sse_hub *eg_sse_hub_new(uv_loop_t *loop, struct eg_db_pool *db,
+                                  const struct eg_sse_hub_config *cfg);
+/**
+ * Turns r into a subscriber of project's events (subject NULL: every subject). last_event_id is
+ * the resume position from the Last-Event-ID header or query (NULL for none). Writes the stream
+ * head and CORE's `connected` frame once the project's position is known. The subscription ends
+ * when r ends (its arena cleanup) or the hub drains.
+ */
+void eg_sse_subscribe(struct eg_sse_hub *h, struct eg_http_req *r, const char *project,
+                      const char *subject, const char *last_event_id, bool include_claims);
+/**
+ * Tells the hub about rows the local sequencer just committed (columns project_id, seq,
+ * subject_id, event_type, payload, epoch). Topics deliver them, or read the log if they have a
+ * gap.
+ */
+void eg_sse_hub_publish(struct eg_sse_hub *h, const PGresult *rows);
+/** Ends every stream with a retry hint (clients resume elsewhere) and refuses new ones. */
+void eg_sse_hub_drain(struct eg_sse_hub *h);
+void eg_sse_hub_get_stats(const struct eg_sse_hub *h, struct eg_sse_hub_stats *out);
+/** Stops timers; on_closed(data) fires when done. All subscriptions must have ended. */
+void eg_sse_hub_close(struct eg_sse_hub *h, void (*on_closed)(void *data), void *data);
+
+#endif /* EG_SSE_H */

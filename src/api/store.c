@@ -1,0 +1,85 @@
+/* Statements shared by several handlers: createClaim (core-contract.md §9.1). */
+#include "api_int.h"
+
+#include <string.h>
+
+/*
+ * The claim is written only when its source memory (if any) exists in the same project
+ * (DECISIONS.md item 2) and, for POST /memories, was inserted by this very transaction: a
+ * create answered as a duplicate inserts no memory, so its extracted claims must vanish too.
+ * xmin equal to the current transaction id means "written by us".
+ */
+static struct eg_db_stmt st_claim_insert = {
+    "claim_insert",
+    "INSERT INTO claims (claim_id, project_id, subject_id, predicate, object_value, slot, "
+    "claim_type, confidence, importance, tags, source_memory_id, source_observation_id, "
+    "subject_entity, status, valid_from, valid_until) "
+    "SELECT $1, $2, $3, $4, $5, $6, $7, $8::float8, $9::float8, "
+    "ARRAY(SELECT json_array_elements_text($10::json)), $11, $12, $13, 'active', "
+    "$14::timestamptz, $15::timestamptz "
+    "WHERE $11::text IS NULL OR EXISTS (SELECT 1 FROM memories m WHERE m.id = $11 "
+    "AND m.project_id = $2 AND (NOT $16::bool OR m.xmin = pg_current_xact_id()::xid)) "
+    "RETURNING claim_id, subject_id, predicate, object_value, slot, claim_type, confidence, "
+    "source_observation_id AS observation_id",
+    16,
+    0,
+};
+
+static struct eg_db_stmt st_assertion_insert = {
+    "claim_assertion_insert",
+    "INSERT INTO claim_assertions (assertion_id, project_id, subject_id, claim_id, memory_id, "
+    "predicate, object_type, value_string, confidence, status) "
+    "SELECT $1, c.project_id, c.subject_id, c.claim_id, c.source_memory_id, c.predicate, "
+    "'string', c.object_value, c.confidence, 'active' FROM claims c "
+    "WHERE c.claim_id = $2 AND c.project_id = $3 AND c.xmin = pg_current_xact_id()::xid",
+    3,
+    0,
+};
+
+/* Last writer wins (CORE): the newest claim becomes the slot's active claim. */
+static struct eg_db_stmt st_slot_upsert = {
+    "claim_slot_upsert",
+    "INSERT INTO slot_state (project_id, subject_id, slot, active_claim_id, status, "
+    "replaced_by_claim_id, updated_at) "
+    "SELECT c.project_id, c.subject_id, c.slot, c.claim_id, 'active', NULL, now() FROM claims c "
+    "WHERE c.claim_id = $1 AND c.project_id = $2 AND c.xmin = pg_current_xact_id()::xid "
+    "ON CONFLICT (project_id, subject_id, slot) DO UPDATE SET "
+    "active_claim_id = EXCLUDED.active_claim_id, status = 'active', "
+    "replaced_by_claim_id = NULL, updated_at = now()",
+    2,
+    0,
+};
+
+int eg__api_batch_add_claim(struct eg_db_batch *b, struct eg_arena *a, const char *project,
+                            const struct eg__api_claim_in *c, bool memory_in_tx)
+{
+    char uuid[37];
+    char *assertion_id = eg_arena_alloc(a, 4 + 37);
+    const char *claim[16] = {
+        c->claim_id,       project,       c->subject_id,       c->predicate,
+        c->object_value,   c->slot,       c->claim_type,       c->confidence,
+        c->importance,     c->tags_json,  c->source_memory_id, c->source_observation_id,
+        c->subject_entity, c->valid_from, c->valid_until,      memory_in_tx ? "t" : "f"};
+    const char *assertion[3] = {assertion_id, c->claim_id, project};
+    const char *slot[2] = {c->claim_id, project};
+    int rc;
+
+    if (assertion_id == NULL)
+        return EG_ELIMIT;
+    eg_uuid_v4(uuid);
+    memcpy(assertion_id, "ast_", 4);
+    memcpy(assertion_id + 4, uuid, 37);
+    rc = eg_db_batch_add(b, &st_claim_insert, claim);
+    if (rc == 0)
+        rc = eg_db_batch_add(b, &st_assertion_insert, assertion);
+    if (rc == 0)
+        rc = eg_db_batch_add(b, &st_slot_upsert, slot);
+    return rc;
+}
+
+const char *eg__api_param(struct eg_http_req *r, size_t i, size_t *len)
+{
+    if (i >= r->param_count)
+        return NULL;
+    return eg_http_decode_component(&r->arena, r->params[i], strlen(r->params[i]), len);
+}
