@@ -73,6 +73,17 @@ static int load_config(void)
     }
     eg_log_level_parse(cfg.log_level, &level);
     eg_log_set_level(level);
+    if (cfg.redis_url[0] != '\0') {
+        struct eg_redis_addr ra;
+
+        if (eg_redis_addr_parse(cfg.redis_url, &ra) < 0) {
+            fprintf(stderr,
+                    "engramd: REDIS_URL: expected redis://[:password@]host[:port][/db], "
+                    "got \"%.64s\"\n",
+                    cfg.redis_url);
+            return -1;
+        }
+    }
     if (cfg.database_url[0] != '\0') {
         /* A string libpq cannot parse is a bad value, not an outage to retry forever. */
         char *perr = NULL;
@@ -258,6 +269,10 @@ static void close_everything(void)
     eg_http_server_close_all(srv.app.http);
     uv_timer_stop(&srv.check_timer);
     uv_timer_stop(&srv.drain_timer);
+    if (srv.app.redis != NULL) {
+        eg_redis_close(srv.app.redis, NULL, NULL);
+        srv.app.redis = NULL;
+    }
     /* Hub, then sequencer (its session end frees the lead for a standby), then the pool. */
     eg_sse_hub_close(srv.app.sse, on_hub_closed, NULL);
 }
@@ -407,6 +422,12 @@ static int cmd_serve(void)
         };
 
         srv.app.seq = eg_db_seq_new(&srv.loop, &sc, on_sequenced, NULL);
+        if (cfg.redis_url[0] != '\0') {
+            struct eg_redis_addr ra;
+
+            eg_redis_addr_parse(cfg.redis_url, &ra);
+            srv.app.redis = eg_redis_new(&srv.loop, &ra, 1000);
+        }
         srv.app.sse = eg_sse_hub_new(&srv.loop, srv.app.db, &hc2);
     }
 

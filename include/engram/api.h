@@ -11,6 +11,7 @@
 
 #include <uv.h>
 
+#include "engram/bus.h"
 #include "engram/config.h"
 #include "engram/db.h"
 #include "engram/http.h"
@@ -26,6 +27,7 @@ struct eg_app {
     struct eg_http_server *http;
     struct eg_db_seq *seq; /* the sequencer (this instance may or may not lead) */
     struct eg_sse_hub *sse;
+    struct eg_redis *redis; /* NULL without REDIS_URL */
     struct eg_api_metrics *metrics;
     bool is_draining;
     int schema_required;

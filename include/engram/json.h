@@ -162,4 +162,12 @@ bool eg_utf8_valid(const char *s, size_t n);
  */
 size_t eg_utf16_len(const char *s, size_t n);
 
+/**
+ * Decodes one code point from s (n > 0) as the WHATWG UTF-8 decoder does: an ill-formed sequence
+ * yields U+FFFD for its maximal subpart. Returns the bytes consumed (at least 1).
+ */
+size_t eg_utf8_next(const unsigned char *s, size_t n, uint32_t *cp);
+/** Writes cp as UTF-8 into out (4 bytes available); returns the length. */
+size_t eg_utf8_put(char *out, uint32_t cp);
+
 #endif /* EG_JSON_H */

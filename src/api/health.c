@@ -87,6 +87,21 @@ void eg_api_health_ready(struct eg_app *app, struct eg_http_req *r)
     check(&jw, "draining", !app->is_draining);
     eg_jw_obj_end(&jw);
 
+    /* Reported, never blocking: without Redis, events still flow through PostgreSQL. */
+    if (app->redis != NULL) {
+        struct eg_redis_stats rs;
+
+        eg_redis_get_stats(app->redis, &rs);
+        check(&jw, "redis", rs.is_up);
+        eg_jw_key(&jw, "affects_readiness");
+        eg_jw_bool(&jw, false);
+        if (rs.is_up) {
+            eg_jw_key(&jw, "ping_seconds");
+            eg_jw_num(&jw, rs.last_ping_seconds);
+        }
+        eg_jw_obj_end(&jw);
+    }
+
     eg_jw_obj_end(&jw);
     eg_jw_obj_end(&jw);
     if (eg_jw_finish(&jw) < 0) {

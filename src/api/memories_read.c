@@ -159,82 +159,10 @@ static struct eg_db_stmt st_search_custom_plan = {
 /* ---- parameters ----------------------------------------------------------------------------- */
 
 /*
- * Decodes one code point the way the WHATWG UTF-8 decoder does: an ill-formed sequence yields
- * U+FFFD for its maximal subpart, and the byte that broke it is read again as a new start.
- * Returns the bytes consumed (at least 1, n must be > 0).
- */
-static size_t utf8_next(const unsigned char *s, size_t n, uint32_t *cp)
-{
-    unsigned c = s[0];
-    unsigned lo = 0x80;
-    unsigned hi = 0xbf;
-    size_t need;
-    uint32_t v;
-
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    if (c >= 0xc2 && c <= 0xdf) {
-        need = 1;
-        v = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        lo = c == 0xe0 ? 0xa0 : 0x80;
-        hi = c == 0xed ? 0x9f : 0xbf;
-        need = 2;
-        v = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        lo = c == 0xf0 ? 0x90 : 0x80;
-        hi = c == 0xf4 ? 0x8f : 0xbf;
-        need = 3;
-        v = c & 0x07;
-    } else {
-        *cp = 0xfffd;
-        return 1;
-    }
-    for (size_t i = 1; i <= need; i++) {
-        if (i >= n || s[i] < lo || s[i] > hi) {
-            *cp = 0xfffd;
-            return i;
-        }
-        v = (v << 6) | (s[i] & 0x3f);
-        lo = 0x80;
-        hi = 0xbf;
-    }
-    *cp = v;
-    return need + 1;
-}
-
-/* Writes cp as UTF-8 into out (4 bytes available); returns the length. */
-static size_t utf8_put(char *out, uint32_t cp)
-{
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xc0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xe0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        out[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    out[0] = (char)(0xf0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-    out[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
-}
-
-/*
  * CORE's `String(url.searchParams.get(name) || "").trim()`: absent and empty are both "".
- * The value is made valid UTF-8 first (URLSearchParams replaces bad bytes with U+FFFD; a U+FFFD
- * takes at most 3 bytes per input byte). Returns NUL-terminated arena memory, or NULL at the
- * arena ceiling. *len excludes the terminator; the text may contain NUL bytes.
+ * (eg_http_query_get already made the value valid UTF-8, as URLSearchParams does.) Returns
+ * NUL-terminated arena memory, or NULL at the arena ceiling. *len excludes the terminator; the
+ * text may contain NUL bytes.
  */
 static char *query_text(struct eg_http_req *r, const char *name, size_t *len)
 {
@@ -244,20 +172,6 @@ static char *query_text(struct eg_http_req *r, const char *name, size_t *len)
 
     if (raw == NULL)
         raw = "";
-    if (!eg_utf8_valid(raw, n)) {
-        size_t o = 0;
-        char *fixed = eg_arena_alloc(&r->arena, 3 * n + 1);
-        if (fixed == NULL)
-            return NULL;
-        for (size_t i = 0; i < n;) {
-            uint32_t cp;
-
-            i += utf8_next((const unsigned char *)raw + i, n - i, &cp);
-            o += utf8_put(fixed + o, cp);
-        }
-        raw = fixed;
-        n = o;
-    }
     s = eg__api_trim(raw, &n);
     *len = n;
     return eg_arena_strndup(&r->arena, s, n);
@@ -714,10 +628,10 @@ static int search_tokenize(struct eg_arena *a, struct search_req *s)
         bool is_end = i >= n;
 
         if (!is_end) {
-            i += utf8_next(p + i, n - i, &cp);
+            i += eg_utf8_next(p + i, n - i, &cp);
             cp = to_lower(cp);
             if (is_token_char(cp)) {
-                tok_len += utf8_put(tok + tok_len, cp);
+                tok_len += eg_utf8_put(tok + tok_len, cp);
                 continue;
             }
         }

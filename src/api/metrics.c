@@ -89,6 +89,52 @@ int eg_api_metrics_render(struct eg_app *app, struct eg_buf *b)
                             "Database round trips, from send to last result.");
     if (rc == 0 && app->db != NULL)
         rc = eg_prom_hist(b, "db_query_duration_seconds", NULL, eg_db_pool_query_hist(app->db));
+    if (rc == 0 && app->redis != NULL) {
+        struct eg_redis_stats rs;
+
+        eg_redis_get_stats(app->redis, &rs);
+        rc = gauge(b, "redis_up", "1 while Redis answers PING (not needed for readiness).",
+                   rs.is_up ? 1 : 0);
+        if (rc == 0)
+            rc = counter(b, "redis_reconnects_total", "Redis connections lost.",
+                         (double)rs.reconnects_total);
+    }
+    if (rc == 0 && app->sse != NULL) {
+        struct eg_sse_hub_stats ss;
+
+        eg_sse_hub_get_stats(app->sse, &ss);
+        rc = gauge(b, "sse_subscribers", "Open event streams on this instance.",
+                   (double)ss.subscribers);
+        if (rc == 0)
+            rc = gauge(b, "sse_topics", "Projects with local subscribers.", (double)ss.topics);
+        if (rc == 0)
+            rc = counter(b, "sse_events_delivered_total", "Event frames written live.",
+                         (double)ss.delivered_total);
+        if (rc == 0)
+            rc = counter(b, "sse_events_caught_up_total",
+                         "Event frames written from catch-up pages (resumed subscribers).",
+                         (double)ss.caught_up_total);
+        if (rc == 0)
+            rc = counter(b, "sse_subscribers_dropped_total",
+                         "Subscribers cut off for falling too far behind (they resume).",
+                         (double)ss.dropped_total);
+        if (rc == 0)
+            rc = counter(b, "sse_resets_total", "reset events sent for unusable positions.",
+                         (double)ss.resets_total);
+    }
+    if (rc == 0 && app->seq != NULL) {
+        struct eg_db_seq_stats qs;
+
+        eg_db_seq_get_stats(app->seq, &qs);
+        rc = gauge(b, "sequencer_leader", "1 while this instance sequences the event log.",
+                   qs.is_leader ? 1 : 0);
+        if (rc == 0)
+            rc = counter(b, "sequencer_events_total", "Events this instance sequenced.",
+                         (double)qs.events_total);
+        if (rc == 0)
+            rc = counter(b, "sequencer_batches_total", "Sequencer transactions that moved rows.",
+                         (double)qs.batches_total);
+    }
     if (rc == 0)
         rc = gauge(b, "engram_draining", "1 while the instance drains after SIGTERM.",
                    app->is_draining ? 1 : 0);

@@ -4,6 +4,7 @@
  */
 #include "engram/http.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #include "engram/json.h"
@@ -136,7 +137,10 @@ raw:
     return out;
 }
 
-/* application/x-www-form-urlencoded decoding: '+' is a space, a malformed escape stays literal. */
+/*
+ * application/x-www-form-urlencoded decoding: '+' is a space, a malformed escape stays literal, and
+ * bytes that are not valid UTF-8 become U+FFFD (URLSearchParams decodes with the WHATWG decoder).
+ */
 static char *form_decode(struct eg_arena *a, const char *s, size_t n, size_t *out_len)
 {
     char *out = eg_arena_alloc(a, n + 1);
@@ -155,6 +159,23 @@ static char *form_decode(struct eg_arena *a, const char *s, size_t n, size_t *ou
         }
     }
     out[o] = '\0';
+    if (!eg_utf8_valid(out, o)) {
+        /* A U+FFFD takes at most 3 bytes per input byte. */
+        char *fixed = eg_arena_alloc(a, 3 * o + 1);
+        size_t f = 0;
+
+        if (fixed == NULL)
+            return NULL;
+        for (size_t i = 0; i < o;) {
+            uint32_t cp;
+
+            i += eg_utf8_next((const unsigned char *)out + i, o - i, &cp);
+            f += eg_utf8_put(fixed + f, cp);
+        }
+        fixed[f] = '\0';
+        out = fixed;
+        o = f;
+    }
     if (out_len != NULL)
         *out_len = o;
     return out;

@@ -447,6 +447,16 @@ TEST(query_get_decoding)
     ASSERT_QUERY("x=1&project_id=p%2F1", "project_id", "p/1");
 }
 
+TEST(query_get_invalid_utf8_replaced)
+{
+    /* URLSearchParams decodes with the WHATWG decoder: maximal subparts become U+FFFD (checked
+     * with node: new URLSearchParams("q=%ff").get("q") is "\ufffd"). */
+    ASSERT_QUERY("q=%ff", "q", "\xef\xbf\xbd");
+    ASSERT_QUERY("q=a%c3", "q", "a\xef\xbf\xbd");
+    ASSERT_QUERY("q=%e2%82x", "q", "\xef\xbf\xbdx");
+    ASSERT_QUERY("q=%c0%af", "q", "\xef\xbf\xbd\xef\xbf\xbd");
+}
+
 TEST(query_get_malformed_escape_literal)
 {
     ASSERT_QUERY("q=%zz", "q", "%zz");
@@ -545,6 +555,7 @@ int main(void)
         TEST_CASE(decode_component_malformed_keeps_raw),
         TEST_CASE(decode_component_not_past_n),
         TEST_CASE(query_get_decoding),
+        TEST_CASE(query_get_invalid_utf8_replaced),
         TEST_CASE(query_get_malformed_escape_literal),
         TEST_CASE(query_get_first_wins),
         TEST_CASE(query_get_missing_and_empty),
