@@ -398,9 +398,10 @@ static int cmd_serve(void)
     if (rc < 0) {
         fprintf(stderr, "engramd: cannot listen on %s port %d: %s\n", bad_addr, cfg.port,
                 uv_strerror(rc));
+        eg_http_server_close_all(srv.app.http);
+        uv_run(&srv.loop, UV_RUN_DEFAULT);
         eg_http_server_free(srv.app.http);
         eg_api_fini(&srv.app);
-        uv_run(&srv.loop, UV_RUN_DEFAULT);
         uv_loop_close(&srv.loop);
         return 1;
     }

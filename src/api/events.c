@@ -19,6 +19,10 @@ void eg__api_events(struct eg_app *app, struct eg_http_req *r)
     if (subject != NULL) {
         subject = eg__api_trim(subject, &n);
         subject = n > 0 ? eg_arena_strndup(&r->arena, subject, n) : NULL;
+        /* CORE treats a subscription to subject "*" as project-wide (kept; only its double
+         * delivery is gone, DECISIONS.md item 10). */
+        if (subject != NULL && strcmp(subject, "*") == 0)
+            subject = NULL;
     }
     /* EventSource cannot set headers on its first connect, so the query works too. */
     if (resume == NULL)

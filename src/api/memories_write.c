@@ -523,15 +523,21 @@ void eg__api_mem_patch(struct eg_app *app, struct eg_http_req *r)
     const char *values[10] = {0};
     struct eg_db_batch *b;
     const char *id;
+    size_t id_len = 0;
     json_t *v;
     double d;
 
     if (body == NULL)
         return;
-    id = eg__api_param(r, 0, NULL);
+    id = eg__api_param(r, 0, &id_len);
     b = eg_arena_alloc(&r->arena, sizeof(*b));
     if (id == NULL || b == NULL) {
         eg_http_respond_error(r, 413, "payload_too_large");
+        return;
+    }
+    if (strlen(id) != id_len) {
+        /* A decoded NUL: no stored id can contain one (and libpq would cut it short). */
+        eg_http_respond_error(r, 404, "memory_not_found");
         return;
     }
     values[0] = project;
@@ -627,12 +633,19 @@ static void on_deleted(struct eg_app *app, struct eg_http_req *r, const struct e
 void eg__api_mem_delete(struct eg_app *app, struct eg_http_req *r)
 {
     const char *project = eg__api_project(r);
-    const char *id = eg__api_param(r, 0, NULL);
+    size_t id_len = 0;
+    const char *id = eg__api_param(r, 0, &id_len);
     struct eg_db_batch *b = eg_arena_alloc(&r->arena, sizeof(*b));
     const char *values[2] = {project, id};
 
     if (id == NULL || b == NULL) {
         eg_http_respond_error(r, 413, "payload_too_large");
+        return;
+    }
+    if (strlen(id) != id_len) {
+        static const char no[] = "{\"ok\":true,\"deleted\":false}";
+
+        eg_http_respond_json(r, 200, no, sizeof(no) - 1);
         return;
     }
     memset(b, 0, sizeof(*b));
@@ -689,12 +702,17 @@ static void on_restored(struct eg_app *app, struct eg_http_req *r, const struct 
 void eg__api_mem_restore(struct eg_app *app, struct eg_http_req *r)
 {
     const char *project = eg__api_project(r);
-    const char *id = eg__api_param(r, 0, NULL);
+    size_t id_len = 0;
+    const char *id = eg__api_param(r, 0, &id_len);
     struct eg_db_batch *b = eg_arena_alloc(&r->arena, sizeof(*b));
     const char *values[2] = {project, id};
 
     if (id == NULL || b == NULL) {
         eg_http_respond_error(r, 413, "payload_too_large");
+        return;
+    }
+    if (strlen(id) != id_len) {
+        eg_http_respond_error(r, 404, "memory_not_found");
         return;
     }
     memset(b, 0, sizeof(*b));

@@ -47,6 +47,9 @@ struct eg_http_server {
     struct eg_http_conn *conns;
     struct eg_http_server_stats stats;
     bool is_draining;
+    uv_timer_t resume_timer; /* runs connections that used up their budget */
+    struct eg_http_conn *resume_head;
+    bool is_closed;
     time_t date_sec;
     char date[40];
 };
@@ -69,6 +72,8 @@ struct eg_http_conn {
     bool is_lingering;
     bool is_running;    /* inside conn_run or on_read's parse: do not re-enter */
     bool has_requested; /* at least one request started on this connection */
+    bool in_resume;     /* on the server's resume list */
+    struct eg_http_conn *resume_next;
 };
 
 static void conn_process(struct eg_http_conn *c, const char *data, size_t n);
@@ -360,14 +365,50 @@ static int conn_write_ready(struct eg_http_conn *c)
  * event entry point calls it; it never re-enters (a respond() from inside a handler it
  * dispatched is picked up by its next iteration), so no recursion grows with pipelining.
  */
+/* Rounds of (write, parse up to pipeline_max requests) one conn_run may do before yielding. */
+#define RUN_BUDGET_ROUNDS 8
+
+static void on_resume_timer(uv_timer_t *t)
+{
+    struct eg_http_server *s = t->data;
+    struct eg_http_conn *list = s->resume_head;
+
+    s->resume_head = NULL;
+    while (list != NULL) {
+        struct eg_http_conn *c = list;
+
+        list = c->resume_next;
+        c->in_resume = false;
+        conn_run(c);
+    }
+}
+
+/* Lets the loop serve other connections, then continues c (fairness under pipelined floods). */
+static void conn_yield(struct eg_http_conn *c)
+{
+    struct eg_http_server *s = c->srv;
+
+    if (c->in_resume || s->is_closed)
+        return;
+    c->in_resume = true;
+    c->resume_next = s->resume_head;
+    s->resume_head = c;
+    uv_timer_start(&s->resume_timer, on_resume_timer, 0, 0);
+}
+
 static void conn_run(struct eg_http_conn *c)
 {
     bool progressed = true;
+    int rounds = 0;
 
     if (c->is_running || c->net.is_closing || c->is_lingering)
         return;
     c->is_running = true;
     while (progressed && !c->net.is_closing && !c->is_lingering) {
+        if (++rounds > RUN_BUDGET_ROUNDS) {
+            conn_yield(c);
+            break;
+        }
         int w = conn_write_ready(c);
 
         progressed = w == 1;
@@ -384,7 +425,7 @@ static void conn_run(struct eg_http_conn *c)
         }
     }
     if (!c->net.is_closing && !c->is_lingering && c->pending.len == 0 && !c->want_close
-        && !c->parse_failed)
+        && !c->parse_failed && !c->in_resume)
         eg_net_conn_read_start(&c->net);
     c->is_running = false;
     if (!c->net.is_closing)
@@ -494,6 +535,14 @@ static void on_closed(struct eg_net_conn *nc)
     struct eg_http_server *s = c->srv;
     struct eg_http_req *r;
 
+    if (c->in_resume) {
+        struct eg_http_conn **pp = &s->resume_head;
+
+        while (*pp != NULL && *pp != c)
+            pp = &(*pp)->resume_next;
+        if (*pp == c)
+            *pp = c->resume_next;
+    }
     while ((r = c->head) != NULL) {
         c->head = r->next;
         r->status = r->has_responded ? r->status : 499; /* client went away first */
@@ -571,6 +620,8 @@ struct eg_http_server *eg_http_server_new(uv_loop_t *loop, const struct eg_http_
     s->handler = handler;
     s->done = done;
     s->data = data;
+    uv_timer_init(loop, &s->resume_timer);
+    s->resume_timer.data = s;
     return s;
 }
 
@@ -599,6 +650,10 @@ void eg_http_server_drain(struct eg_http_server *s)
 
 void eg_http_server_close_all(struct eg_http_server *s)
 {
+    if (!s->is_closed) {
+        s->is_closed = true;
+        uv_close((uv_handle_t *)&s->resume_timer, NULL);
+    }
     for (struct eg_http_conn *c = s->conns; c != NULL; c = c->next)
         eg_net_conn_close(&c->net);
 }

@@ -37,6 +37,7 @@ struct sub {
     bool is_live;
     bool is_started; /* stream head and `connected` sent */
     bool is_gone;
+    bool want_end;         /* ending requested; done by the end timer */
     struct eg_db_query *q; /* its own catch-up page */
     struct eg_db_batch batch;
     char cursor_text[24];
@@ -66,6 +67,9 @@ struct eg_sse_hub {
     struct topic *buckets[TOPIC_BUCKETS];
     uv_timer_t keepalive;
     uv_timer_t catchup;
+    uv_timer_t end_timer; /* ends streams outside any iteration over topics */
+    int busy;             /* iterations in progress: topic frees wait */
+    bool needs_sweep;
     uint64_t ticks;
     bool is_draining;
     struct eg_sse_hub_stats stats;
@@ -130,6 +134,10 @@ static void topic_free_if_unused(struct topic *t)
 
     if (t->subs != NULL || t->q != NULL)
         return;
+    if (h->busy > 0) {
+        h->needs_sweep = true; /* someone is walking the topics: free it afterwards */
+        return;
+    }
     for (pp = &h->buckets[hash_str(t->project)]; *pp != NULL; pp = &(*pp)->next) {
         if (*pp == t) {
             *pp = t->next;
@@ -141,12 +149,53 @@ static void topic_free_if_unused(struct topic *t)
     eg_free(t);
 }
 
+static void hub_unbusy(struct eg_sse_hub *h)
+{
+    if (--h->busy > 0 || !h->needs_sweep)
+        return;
+    h->needs_sweep = false;
+    for (size_t b = 0; b < TOPIC_BUCKETS; b++) {
+        struct topic *next;
+
+        for (struct topic *t = h->buckets[b]; t != NULL; t = next) {
+            next = t->next;
+            topic_free_if_unused(t);
+        }
+    }
+}
+
 /* ---- writing to subscribers --------------------------------------------------------------- */
+
+/*
+ * Ending a stream can free its request, subscriber and topic synchronously, so it never happens
+ * where the caller walks subscribers: it is requested here and done by the end timer.
+ */
+static void on_end_timer(uv_timer_t *timer)
+{
+    struct eg_sse_hub *h = timer->data;
+
+    h->busy++;
+    for (size_t b = 0; b < TOPIC_BUCKETS; b++) {
+        for (struct topic *t = h->buckets[b]; t != NULL; t = t->next) {
+            struct sub *next;
+
+            for (struct sub *s = t->subs; s != NULL; s = next) {
+                next = s->next;
+                if (s->want_end && !s->is_gone)
+                    eg_http_stream_end(s->r);
+            }
+        }
+    }
+    hub_unbusy(h);
+}
 
 static void sub_end(struct sub *s)
 {
-    if (!s->is_gone && s->is_started)
-        eg_http_stream_end(s->r);
+    if (s->is_gone || !s->is_started || s->want_end)
+        return;
+    s->want_end = true;
+    s->is_live = false;
+    uv_timer_start(&s->hub->end_timer, on_end_timer, 0, 0);
 }
 
 /* Writes one frame; a subscriber too far behind is cut off (it resumes from the log). */
@@ -154,7 +203,7 @@ static bool sub_write(struct sub *s, const char *frame, size_t len)
 {
     struct eg_sse_hub *h = s->hub;
 
-    if (s->is_gone)
+    if (s->is_gone || s->want_end)
         return false;
     if (eg_http_stream_pending(s->r) + len > h->cfg.max_pending_bytes
         || eg_http_stream_write(s->r, frame, len) < 0) {
@@ -211,7 +260,11 @@ static void sub_send_connected(struct sub *s)
     if (reset) {
         h->stats.resets_total++;
         snprintf(id, sizeof(id), "%lld:%lld", (long long)s->t->epoch, (long long)s->t->last);
-        eg_sse_frame(&b, id, "reset", "{\"reason\":\"position_unavailable\"}", 34);
+        {
+            static const char why[] = "{\"reason\":\"position_unavailable\"}";
+
+            eg_sse_frame(&b, id, "reset", why, sizeof(why) - 1);
+        }
         s->cursor = s->t->last;
     }
     eg_time_iso(ts, eg_wall_ms());
@@ -237,7 +290,10 @@ static void sub_send_connected(struct sub *s)
     eg_http_add_header(s->r, "X-Accel-Buffering", "no");
     eg_http_stream_begin(s->r, 200, "text/event-stream");
     s->is_started = true;
-    sub_write(s, b.base, b.len);
+    if (!sub_write(s, b.base, b.len)) {
+        eg_buf_fini(&b);
+        return;
+    }
     eg_buf_fini(&b);
     if (s->cursor == s->t->last)
         s->is_live = true;
@@ -273,12 +329,16 @@ static void on_sub_page(const struct eg_db_reply *rep, void *data)
 
             eg_buf_init(&b, 1024);
             snprintf(id, sizeof(id), "%lld:%lld", (long long)s->t->epoch, (long long)s->t->last);
-            eg_sse_frame(&b, id, "reset", "{\"reason\":\"position_pruned\"}", 29);
+            {
+                static const char why[] = "{\"reason\":\"position_pruned\"}";
+
+                eg_sse_frame(&b, id, "reset", why, sizeof(why) - 1);
+            }
             s->hub->stats.resets_total++;
             s->cursor = s->t->last;
-            sub_write(s, b.base, b.len);
+            if (sub_write(s, b.base, b.len))
+                s->is_live = true;
             eg_buf_fini(&b);
-            s->is_live = true;
             return;
         }
     }
@@ -603,8 +663,10 @@ struct eg_sse_hub *eg_sse_hub_new(uv_loop_t *loop, struct eg_db_pool *db,
              (unsigned long long)cfg->retry_ms);
     uv_timer_init(loop, &h->keepalive);
     uv_timer_init(loop, &h->catchup);
+    uv_timer_init(loop, &h->end_timer);
     h->keepalive.data = h;
     h->catchup.data = h;
+    h->end_timer.data = h;
     uv_timer_start(&h->keepalive, on_keepalive, cfg->keepalive_ms, cfg->keepalive_ms);
     uv_timer_start(&h->catchup, on_catchup, cfg->catchup_poll_ms, cfg->catchup_poll_ms);
     return h;
@@ -657,7 +719,8 @@ void eg_sse_hub_close(struct eg_sse_hub *h, void (*on_closed)(void *data), void 
 {
     h->on_closed = on_closed;
     h->closed_data = data;
-    h->closing = 2;
+    h->closing = 3;
+    uv_close((uv_handle_t *)&h->end_timer, on_hub_timer_closed);
     uv_close((uv_handle_t *)&h->keepalive, on_hub_timer_closed);
     uv_close((uv_handle_t *)&h->catchup, on_hub_timer_closed);
 }
