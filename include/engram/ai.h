@@ -16,6 +16,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/** Most claims background extraction keeps per memory (core-contract.md §9.3). */
+#define EG_AI_BACKGROUND_MAX 20
+
 /** One extracted claim: `predicate = object_value`. */
 struct eg_ai_claim {
     char *predicate;        /* owned, NUL-terminated, never empty */

@@ -33,7 +33,7 @@ struct eg_db_stmt {
     int slot; /* private: 0 until registered */
 };
 
-#define EG_DB_BATCH_MAX  64
+#define EG_DB_BATCH_MAX  96
 #define EG_DB_PARAMS_MAX 16
 
 /** Up to EG_DB_BATCH_MAX statements run in one transaction. Values are borrowed until sent. */

@@ -20,7 +20,7 @@
 /* A text this long (UTF-16 units) or longer is never trivial. */
 #define TRIVIAL_MAX_UNITS 40
 /* POST /memories creates at most this many background claims. */
-#define BACKGROUND_MAX_CLAIMS 20
+#define BACKGROUND_MAX_CLAIMS EG_AI_BACKGROUND_MAX
 /* The simple extractor has five patterns and each yields at most one claim. */
 #define SIMPLE_MAX_CLAIMS 5
 

@@ -170,4 +170,12 @@ struct eg__api_claim_in {
 int eg__api_batch_add_claim(struct eg_db_batch *b, struct eg_arena *a, const char *project,
                             const struct eg__api_claim_in *c, bool memory_in_tx);
 
+/**
+ * Adds the opt-in claim.created and slot.updated events (DECISIONS.md item 10) of claim_id, if this
+ * transaction wrote it. confidence is the claim's confidence as JS number text. Outbox rows close
+ * a write: add these after the write's other statements.
+ */
+int eg__api_batch_add_claim_events(struct eg_db_batch *b, const char *project, const char *claim_id,
+                                   const char *confidence);
+
 #endif /* EG_API_INT_H */

@@ -129,32 +129,6 @@ static const char *ids_json(struct eg_http_req *r, const PGresult *res)
 
 /* ---- POST /claims (§5.14, §9.1) ------------------------------------------------------------ */
 
-/*
- * The claim.created and slot.updated events of a claim written by this transaction (xmin), so a
- * claim refused for its source memory emits nothing. One INSERT keeps the two in order.
- * $3 is the confidence already in JS number form.
- */
-static struct eg_db_stmt st_claim_events = {
-    "claim_create_events",
-    "INSERT INTO event_outbox (project_id, subject_id, event_type, payload) "
-    "SELECT c.project_id, c.subject_id, ev.t, CASE ev.n WHEN 1 THEN "
-    "'{\"claim_id\":' || to_json(c.claim_id)::text || ',\"subject_id\":' || "
-    "to_json(c.subject_id)::text || ',\"predicate\":' || to_json(c.predicate)::text || "
-    "',\"object_value\":' || to_json(c.object_value)::text || ',\"slot\":' || "
-    "to_json(c.slot)::text || ',\"claim_type\":' || to_json(c.claim_type)::text || "
-    "',\"confidence\":' || $3::text || ',\"source_memory_id\":' || "
-    "COALESCE(to_json(c.source_memory_id)::text, 'null') || ',\"asserted_at\":\"' || "
-    "eg_ts(c.asserted_at) || '\"}' ELSE "
-    "'{\"subject_id\":' || to_json(c.subject_id)::text || ',\"slot\":' || "
-    "to_json(c.slot)::text || ',\"active_claim_id\":' || to_json(c.claim_id)::text || "
-    "',\"status\":\"active\"}' END "
-    "FROM claims c CROSS JOIN (VALUES (1, 'claim.created'), (2, 'slot.updated')) AS ev(n, t) "
-    "WHERE c.claim_id = $1 AND c.project_id = $2 AND c.xmin = pg_current_xact_id()::xid "
-    "ORDER BY ev.n",
-    3,
-    0,
-};
-
 /* JS String(v) when v is truthy, else NULL (CORE's `v || null` then node-postgres's text). */
 static bool opt_string(struct eg_http_req *r, const json_t *v, const char **out)
 {
@@ -315,9 +289,7 @@ void eg__api_claim_create(struct eg_app *app, struct eg_http_req *r)
     if (b == NULL)
         return;
     if (eg__api_batch_add_claim(b, &r->arena, project, &in, false) < 0
-        || eg_db_batch_add(b, &st_claim_events,
-                           (const char *[]){in.claim_id, project, in.confidence})
-               < 0) {
+        || eg__api_batch_add_claim_events(b, project, in.claim_id, in.confidence) < 0) {
         eg_http_respond_error(r, 413, "payload_too_large");
         return;
     }

@@ -294,9 +294,15 @@ static void on_created(struct eg_app *app, struct eg_http_req *r, const struct e
 }
 
 /* Adds createClaim statements for every background claim of text (core-contract.md §9.3). */
+/* A claim this write creates, for its claim events (added after the memory's own event). */
+struct claim_ref {
+    const char *id;
+    const char *confidence;
+};
+
 static int add_background_claims(struct eg_http_req *r, struct eg_db_batch *b, const char *project,
                                  const char *subject, const char *memory_id, const char *text,
-                                 size_t text_len)
+                                 size_t text_len, struct claim_ref *refs, size_t *nrefs)
 {
     struct eg_ai_claim *claims = NULL;
     size_t count = 0;
@@ -327,6 +333,11 @@ static int add_background_claims(struct eg_http_req *r, struct eg_db_batch *b, c
             rc = EG_ELIMIT;
         else
             rc = eg__api_batch_add_claim(b, &r->arena, project, &c, true);
+        if (rc == 0 && *nrefs < EG_AI_BACKGROUND_MAX) {
+            refs[*nrefs].id = c.claim_id;
+            refs[*nrefs].confidence = c.confidence;
+            (*nrefs)++;
+        }
     }
     eg_ai_claims_free(claims, count);
     return rc;
@@ -350,6 +361,8 @@ void eg__api_mem_create(struct eg_app *app, struct eg_http_req *r)
     size_t text_len;
     json_t *v;
     bool extract;
+    struct claim_ref refs[EG_AI_BACKGROUND_MAX];
+    size_t nrefs = 0;
 
     if (body == NULL)
         return;
@@ -435,10 +448,18 @@ void eg__api_mem_create(struct eg_app *app, struct eg_http_req *r)
         const char *outbox[2] = {project, id};
 
         if (values[6] == NULL || values[7] == NULL || eg_db_batch_add(b, &st_mem_insert, values) < 0
-            || (extract && add_background_claims(r, b, project, subject, id, text, text_len) < 0)
+            || (extract
+                && add_background_claims(r, b, project, subject, id, text, text_len, refs, &nrefs)
+                       < 0)
             || eg_db_batch_add(b, &st_outbox_created, outbox) < 0) {
             eg_http_respond_error(r, 413, "payload_too_large");
             return;
+        }
+        for (size_t i = 0; i < nrefs; i++) {
+            if (eg__api_batch_add_claim_events(b, project, refs[i].id, refs[i].confidence) < 0) {
+                eg_http_respond_error(r, 413, "payload_too_large");
+                return;
+            }
         }
     }
     eg__api_db(app, r, b, on_created, cc);
@@ -970,10 +991,18 @@ void eg__api_mem_extract(struct eg_app *app, struct eg_http_req *r)
                 return;
             }
         }
-        /* The memory's event goes last, after its claims (outbox rows close a write). */
+        /* Events close the write: the memory's, then its claims' (opt-in claim events). */
         if (eg_db_batch_add(b, &st_outbox_created, outbox) < 0) {
             eg_http_respond_error(r, 413, "payload_too_large");
             return;
+        }
+        for (size_t c = 0; c < m->claim_count; c++) {
+            if (eg__api_batch_add_claim_events(b, project, ec->claim_ids[i][c],
+                                               num_text(&r->arena, m->claims[c].confidence))
+                < 0) {
+                eg_http_respond_error(r, 413, "payload_too_large");
+                return;
+            }
         }
     }
     if (ec->x.count == 0) {

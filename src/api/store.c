@@ -50,6 +50,40 @@ static struct eg_db_stmt st_slot_upsert = {
     0,
 };
 
+/*
+ * The claim.created and slot.updated events of a claim written by this transaction (xmin), so a
+ * claim refused for its source memory emits nothing. One INSERT keeps the two in order.
+ * $3 is the confidence already in JS number form.
+ */
+static struct eg_db_stmt st_claim_events = {
+    "claim_create_events",
+    "INSERT INTO event_outbox (project_id, subject_id, event_type, payload) "
+    "SELECT c.project_id, c.subject_id, ev.t, CASE ev.n WHEN 1 THEN "
+    "'{\"claim_id\":' || to_json(c.claim_id)::text || ',\"subject_id\":' || "
+    "to_json(c.subject_id)::text || ',\"predicate\":' || to_json(c.predicate)::text || "
+    "',\"object_value\":' || to_json(c.object_value)::text || ',\"slot\":' || "
+    "to_json(c.slot)::text || ',\"claim_type\":' || to_json(c.claim_type)::text || "
+    "',\"confidence\":' || $3::text || ',\"source_memory_id\":' || "
+    "COALESCE(to_json(c.source_memory_id)::text, 'null') || ',\"asserted_at\":\"' || "
+    "eg_ts(c.asserted_at) || '\"}' ELSE "
+    "'{\"subject_id\":' || to_json(c.subject_id)::text || ',\"slot\":' || "
+    "to_json(c.slot)::text || ',\"active_claim_id\":' || to_json(c.claim_id)::text || "
+    "',\"status\":\"active\"}' END "
+    "FROM claims c CROSS JOIN (VALUES (1, 'claim.created'), (2, 'slot.updated')) AS ev(n, t) "
+    "WHERE c.claim_id = $1 AND c.project_id = $2 AND c.xmin = pg_current_xact_id()::xid "
+    "ORDER BY ev.n",
+    3,
+    0,
+};
+
+int eg__api_batch_add_claim_events(struct eg_db_batch *b, const char *project, const char *claim_id,
+                                   const char *confidence)
+{
+    const char *values[3] = {claim_id, project, confidence};
+
+    return eg_db_batch_add(b, &st_claim_events, values);
+}
+
 int eg__api_batch_add_claim(struct eg_db_batch *b, struct eg_arena *a, const char *project,
                             const struct eg__api_claim_in *c, bool memory_in_tx)
 {
