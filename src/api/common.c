@@ -580,7 +580,14 @@ bool eg__api_db_failed(struct eg_http_req *r, const struct eg_db_reply *rep)
 {
     if (rep->status == 0)
         return false;
-    if (rep->status == EG_EUNAVAIL || rep->status == EG_ETIMEDOUT) {
+    /*
+     * Unavailable, timed out, or refused by a server going away (class 57P: admin/crash
+     * shutdown, cannot connect now; class 08: connection exceptions) or by contention (40001
+     * serialization, 40P01 deadlock): the request may be retried, so 503 + Retry-After.
+     */
+    if (rep->status == EG_EUNAVAIL || rep->status == EG_ETIMEDOUT
+        || strncmp(rep->sqlstate, "57P", 3) == 0 || strncmp(rep->sqlstate, "08", 2) == 0
+        || strcmp(rep->sqlstate, "40001") == 0 || strcmp(rep->sqlstate, "40P01") == 0) {
         eg_http_add_header(r, "Retry-After", "1");
         eg_http_respond_error(r, 503, "service_unavailable");
         return true;

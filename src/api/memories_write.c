@@ -46,6 +46,19 @@ static struct eg_db_stmt st_mem_insert = {
     0,
 };
 
+/*
+ * After five executions PostgreSQL may keep a generic plan for mem_insert that checks for
+ * duplicates by scanning the whole subject instead of looking up idx_memories_norm_text (measured:
+ * 18.7 creates/s on a 20k-memory subject, 1,132/s with custom plans). This first statement of the
+ * create transaction makes its statements plan for their actual values.
+ */
+static struct eg_db_stmt st_custom_plans = {
+    "custom_plans",
+    "SELECT set_config('plan_cache_mode', 'force_custom_plan', true)",
+    0,
+    0,
+};
+
 static struct eg_db_stmt st_outbox_created = {
     "outbox_memory_created",
     "INSERT INTO event_outbox (project_id, subject_id, event_type, payload) "
@@ -253,7 +266,7 @@ static void on_created(struct eg_app *app, struct eg_http_req *r, const struct e
     }
     if (eg__api_db_failed(r, rep))
         return;
-    mem = rep->results[0];
+    mem = rep->results[1]; /* [0] is st_custom_plans */
     eg_buf_reset(&r->resp_body);
     eg_jw_init(&jw, &r->resp_body);
     eg_jw_obj_begin(&jw);
@@ -447,7 +460,8 @@ void eg__api_mem_create(struct eg_app *app, struct eg_http_req *r)
         };
         const char *outbox[2] = {project, id};
 
-        if (values[6] == NULL || values[7] == NULL || eg_db_batch_add(b, &st_mem_insert, values) < 0
+        if (values[6] == NULL || values[7] == NULL || eg_db_batch_add(b, &st_custom_plans, NULL) < 0
+            || eg_db_batch_add(b, &st_mem_insert, values) < 0
             || (extract
                 && add_background_claims(r, b, project, subject, id, text, text_len, refs, &nrefs)
                        < 0)

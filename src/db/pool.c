@@ -119,6 +119,7 @@ struct eg_db_pool {
     struct eg_hist query_hist;
     bool was_live;
     bool is_closing;
+    int in_submit; /* inside eg_db_submit*: completions must be posted */
     int handles_open;
     void (*on_closed)(void *data);
     void *closed_data;
@@ -422,6 +423,14 @@ static void conn_fail(struct db_conn *c, int status, const char *reason)
     n = strlen(why);
     while (n > 0 && (why[n - 1] == '\n' || why[n - 1] == ' '))
         why[--n] = '\0';
+    if (p->in_submit > 0 && c->cur != NULL && !c->cur->is_internal) {
+        /* Never complete a query inside the submit call that started it (STYLE.md §6). */
+        struct eg_db_query *q = c->cur;
+
+        c->cur = NULL;
+        conn_clear_results(c);
+        post_failure(p, q, status, "database connection lost");
+    }
 
     if (c->cur != NULL) {
         if (c->status == 0) {
@@ -850,10 +859,20 @@ static struct eg_db_query *submit(struct eg_db_pool *p, struct eg_db_query *q)
         post_failure(p, q, EG_EUNAVAIL, "database unavailable");
         return q;
     }
+    /* The cap counts queries that would wait: an idle connection takes this one at once. */
     if (p->stats.waiting >= p->cfg.queue_max) {
+        for (int i = 0; i < p->cfg.size; i++) {
+            if (p->conns[i].state == DBC_IDLE) {
+                p->in_submit++;
+                conn_send(&p->conns[i], q);
+                p->in_submit--;
+                return q;
+            }
+        }
         post_failure(p, q, EG_EUNAVAIL, "database queue full");
         return q;
     }
+    p->in_submit++;
     q->where = Q_WAITING;
     q->prev = p->wait_tail;
     q->next = NULL;
@@ -864,6 +883,7 @@ static struct eg_db_query *submit(struct eg_db_pool *p, struct eg_db_query *q)
     p->wait_tail = q;
     p->stats.waiting++;
     pool_kick(p);
+    p->in_submit--;
     return q;
 }
 

@@ -19,6 +19,8 @@
 
 /* pg_try_advisory_lock(bigint) key; classid/objid below are its two halves. */
 #define SEQ_LOCK_KEY "1701734770"
+/* How long a poke waits so several commits share one sequencer transaction. */
+#define SEQ_COALESCE_MS 2
 #define SEQ_LOCK_HELD                                                                              \
     "EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() "       \
     "AND classid = 0 AND objid = " SEQ_LOCK_KEY " AND objsubid = 1 AND granted)"
@@ -128,10 +130,11 @@ static void on_moved(const struct eg_db_reply *rep, void *data)
         seq_schedule(s, 0);
         return;
     }
-    /* An empty outbox: poll again, backing off to idle_poll_ms; pokes cut the wait short. */
+    /* An empty outbox: poll again, backing off to idle_poll_ms; pokes cut the wait short. After
+     * a partial batch, wait a moment so the next one carries several commits. */
     if (n == 0)
         s->idle_ms = EG_MIN(s->idle_ms * 2, s->cfg.idle_poll_ms);
-    seq_schedule(s, n > 0 ? 0 : s->idle_ms);
+    seq_schedule(s, n > 0 ? SEQ_COALESCE_MS : s->idle_ms);
 }
 
 static void on_lock(const struct eg_db_reply *rep, void *data)
@@ -226,10 +229,16 @@ void eg_db_seq_poke(struct eg_db_seq *s)
 {
     if (s == NULL || s->state != SEQ_LEADER)
         return;
+    /*
+     * Not at once: a short window lets the commits of concurrent writes share one sequencer
+     * transaction (measured: at 300 writes/s an immediate run per poke cost about half of a
+     * write's database CPU). The timer is only moved earlier, never later.
+     */
     if (s->in_flight)
         s->again = true;
-    else
-        seq_schedule(s, 0);
+    else if (uv_timer_get_due_in(&s->timer) > SEQ_COALESCE_MS
+             || !uv_is_active((uv_handle_t *)&s->timer))
+        seq_schedule(s, SEQ_COALESCE_MS);
 }
 
 void eg_db_seq_get_stats(const struct eg_db_seq *s, struct eg_db_seq_stats *out)

@@ -37,7 +37,9 @@ struct sub {
     bool is_live;
     bool is_started; /* stream head and `connected` sent */
     bool is_gone;
-    bool want_end;         /* ending requested; done by the end timer */
+    bool want_end;   /* ending requested; done by the end timer */
+    bool awaits_log; /* resume position beyond what this instance has read: read first */
+    bool was_rechecked;
     struct eg_db_query *q; /* its own catch-up page */
     struct eg_db_batch batch;
     char cursor_text[24];
@@ -52,6 +54,7 @@ struct topic {
     int64_t last;
     bool is_ready;    /* position read from projects */
     bool wants_fetch; /* newer events exist */
+    int position_attempts;
     struct eg_db_query *q;
     struct eg_db_batch batch;
     char last_text[24];
@@ -108,6 +111,7 @@ static struct eg_db_stmt st_oldest = {
 
 static void topic_fetch(struct topic *t);
 static void sub_catch_up(struct sub *s);
+static void topic_read_position(struct topic *t);
 
 static unsigned hash_str(const char *s)
 {
@@ -247,6 +251,17 @@ static void sub_send_connected(struct sub *s)
     bool reset = false;
 
     if (s->has_resume) {
+        /*
+         * A position beyond what this instance has read may still be in the log (another
+         * instance sequenced it and our catch-up poll has not run yet): read the log first, and
+         * only a position still ahead afterwards is unusable.
+         */
+        if (s->resume_epoch == s->t->epoch && s->resume_seq > s->t->last && !s->was_rechecked) {
+            s->was_rechecked = true;
+            s->awaits_log = true;
+            topic_fetch(s->t);
+            return;
+        }
         /* A position from another epoch, or ahead of the log, cannot be resumed from. */
         if (s->resume_epoch != s->t->epoch || s->resume_seq > s->t->last)
             reset = true;
@@ -418,9 +433,26 @@ static void topic_deliver(struct topic *t, const PGresult *res, int from, int to
     eg_buf_fini(&b);
 }
 
+/* Starts the subscribers that waited for this instance to read the log up to its end. */
+static void topic_start_held(struct topic *t)
+{
+    struct sub *next;
+
+    t->hub->busy++;
+    for (struct sub *s = t->subs; s != NULL; s = next) {
+        next = s->next;
+        if (s->awaits_log && !s->is_gone) {
+            s->awaits_log = false;
+            sub_send_connected(s);
+        }
+    }
+    hub_unbusy(t->hub);
+}
+
 static void on_topic_page(const struct eg_db_reply *rep, void *data)
 {
     struct topic *t = data;
+    bool again;
     int n;
 
     t->q = NULL;
@@ -430,13 +462,18 @@ static void on_topic_page(const struct eg_db_reply *rep, void *data)
     }
     if (rep->status != 0) {
         t->wants_fetch = true; /* the next poll retries */
+        topic_start_held(t);
         return;
     }
     n = PQntuples(rep->results[0]);
+    /* A fetch requested while this one was in flight may concern newer events: keep it. */
+    again = t->wants_fetch;
     t->wants_fetch = false;
     topic_deliver(t, rep->results[0], 0, n, 0);
-    if (n >= 500 || t->wants_fetch)
+    if (n >= 500 || again || t->wants_fetch)
         topic_fetch(t);
+    else
+        topic_start_held(t);
 }
 
 static void topic_fetch(struct topic *t)
@@ -466,18 +503,34 @@ static void on_topic_position(const struct eg_db_reply *rep, void *data)
         topic_free_if_unused(t);
         return;
     }
-    if (rep->status != 0) {
-        /* No position, no stream: tell the waiting clients to come back. */
-        for (s = t->subs; s != NULL; s = next) {
-            next = s->next;
-            if (!s->is_started) {
-                eg_http_add_header(s->r, "Retry-After", "1");
-                eg_http_respond_error(s->r, 503, "service_unavailable");
-                s->is_gone = true;
-            }
-        }
+    /*
+     * No row: another session was creating the project row, our INSERT waited for it and did
+     * nothing, and the SELECT ran on the statement's older snapshot. A new statement sees the
+     * row; an epoch is never invented.
+     */
+    if (rep->status == 0 && PQntuples(rep->results[0]) == 0 && ++t->position_attempts < 5) {
+        topic_read_position(t);
         return;
     }
+    if (rep->status != 0 || PQntuples(rep->results[0]) == 0) {
+        /* No position, no stream: tell the waiting clients to come back. */
+        t->hub->busy++;
+        for (s = t->subs; s != NULL; s = next) {
+            next = s->next;
+            if (!s->is_started && !s->is_gone) {
+                struct eg_http_req *r = s->r;
+
+                /* Answering may free r and s at once: mark first, touch nothing after. */
+                s->is_gone = true;
+                eg_http_add_header(r, "Retry-After", "1");
+                eg_http_respond_error(r, 503, "service_unavailable");
+            }
+        }
+        t->position_attempts = 0;
+        hub_unbusy(t->hub);
+        return;
+    }
+    t->position_attempts = 0;
     t->last = eg_db_get_ll(rep->results[0], 0, 0, 0);
     t->epoch = eg_db_get_ll(rep->results[0], 0, 1, 0);
     t->is_ready = true;
