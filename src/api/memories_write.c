@@ -243,6 +243,30 @@ static bool text_has_nul(const char *s, size_t n)
     return memchr(s, '\0', n) != NULL;
 }
 
+/*
+ * CORE's first checks of create and extract: subject_id, then text, each JS String(v || "")
+ * trimmed and required. Answers the error itself and returns false.
+ */
+static bool subject_and_text(struct eg_http_req *r, const json_t *body, const char **subject,
+                             size_t *subject_len, const char **text, size_t *text_len)
+{
+    *subject = eg__api_js_string(&r->arena, json_object_get(body, "subject_id"), subject_len);
+    *text = eg__api_js_string(&r->arena, json_object_get(body, "text"), text_len);
+    if (*subject == NULL || *text == NULL) {
+        eg_http_respond_error(r, 413, "payload_too_large");
+        return false;
+    }
+    if (*subject_len == 0) {
+        eg_http_respond_error(r, 400, "subject_id_required");
+        return false;
+    }
+    if (*text_len == 0) {
+        eg_http_respond_error(r, 400, "text_required");
+        return false;
+    }
+    return true;
+}
+
 /* ---- POST /api/v1/memories ---------------------------------------------------------------- */
 
 struct create_ctx {
@@ -379,20 +403,8 @@ void eg__api_mem_create(struct eg_app *app, struct eg_http_req *r)
 
     if (body == NULL)
         return;
-    subject = eg__api_js_string(&r->arena, json_object_get(body, "subject_id"), &subject_len);
-    text = eg__api_js_string(&r->arena, json_object_get(body, "text"), &text_len);
-    if (subject == NULL || text == NULL) {
-        eg_http_respond_error(r, 413, "payload_too_large");
+    if (!subject_and_text(r, body, &subject, &subject_len, &text, &text_len))
         return;
-    }
-    if (subject_len == 0) {
-        eg_http_respond_error(r, 400, "subject_id_required");
-        return;
-    }
-    if (text_len == 0) {
-        eg_http_respond_error(r, 400, "text_required");
-        return;
-    }
     if (eg_utf16_len(text, text_len) > TEXT_MAX_UNITS) {
         eg_http_respond_json(r, 400, "{\"error\":\"text_too_long\",\"max\":10000}",
                              strlen("{\"error\":\"text_too_long\",\"max\":10000}"));
@@ -878,20 +890,8 @@ void eg__api_mem_extract(struct eg_app *app, struct eg_http_req *r)
 
     if (body == NULL)
         return;
-    subject = eg__api_js_string(&r->arena, json_object_get(body, "subject_id"), &subject_len);
-    text = eg__api_js_string(&r->arena, json_object_get(body, "text"), &text_len);
-    if (subject == NULL || text == NULL) {
-        eg_http_respond_error(r, 413, "payload_too_large");
+    if (!subject_and_text(r, body, &subject, &subject_len, &text, &text_len))
         return;
-    }
-    if (subject_len == 0) {
-        eg_http_respond_error(r, 400, "subject_id_required");
-        return;
-    }
-    if (text_len == 0) {
-        eg_http_respond_error(r, 400, "text_required");
-        return;
-    }
     learn =
         eg__api_is_true(json_object_get(body, "learn")) || eg__api_query_bool(r, "learn", false);
     force =
