@@ -140,6 +140,9 @@ struct eg_http_parser {
     bool await_value;         /* a header name is complete and its value has not started */
     const char *lf_scan;      /* bytes before this were checked for bare LF */
     char prev_byte;           /* last byte of the previous feed, for CRLF across buffers */
+    size_t line_len;          /* header block pre-scan: bytes in the current line */
+    bool head_scanned;        /* the current message's header block has been pre-scanned */
+    bool line_seen;           /* a non-empty line of the current message was seen */
     bool head_done;           /* headers of the current request complete */
 };
 

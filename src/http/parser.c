@@ -299,6 +299,41 @@ enum eg_http_parse_event eg_http_parser_feed(struct eg_http_parser *p, const cha
     *consumed = 0;
     if (p->error_status != 0)
         return EG_HTTP_PARSE_ERROR;
+    if (!p->in_message) {
+        p->line_len = 0;
+        p->head_scanned = false;
+        p->line_seen = false;
+    }
+    /*
+     * Bare LF in the header block is refused before llhttp sees the bytes, so the first framing
+     * error in byte order decides the status however the bytes were split (otherwise a later
+     * 417 or 413 from a callback could win when they arrive together, and 400 when split).
+     */
+    if (!p->head_scanned) {
+        char prev = p->prev_byte;
+
+        for (size_t i = 0; i < n; i++) {
+            char ch = data[i];
+
+            if (ch == '\n') {
+                if (prev != '\r') {
+                    p->error_status = 400;
+                    p->error_reason = "bare LF line ending";
+                    *consumed = n;
+                    return EG_HTTP_PARSE_ERROR;
+                }
+                if (p->line_len == 0 && p->line_seen) {
+                    p->head_scanned = true; /* the blank line: the body (if any) follows */
+                    break;
+                }
+                p->line_len = 0;
+            } else if (ch != '\r') {
+                p->line_len++;
+                p->line_seen = true;
+            }
+            prev = ch;
+        }
+    }
     p->exec_start = data;
     p->value_end = NULL;
     p->field_end = NULL;
