@@ -260,6 +260,26 @@ static bool subject_and_text(struct eg_http_req *r, const json_t *body, const ch
     return true;
 }
 
+/*
+ * The memory id of r's path and an empty batch in its arena. Returns false after answering 413.
+ * *has_nul tells that the decoded id holds a NUL: no stored id can, and libpq would cut it short.
+ */
+static bool id_and_batch(struct eg_http_req *r, const char **id, bool *has_nul,
+                         struct eg_db_batch **b)
+{
+    size_t len = 0;
+
+    *id = eg__api_param(r, 0, &len);
+    *b = eg_arena_alloc(&r->arena, sizeof(**b));
+    if (*id == NULL || *b == NULL) {
+        eg_http_respond_error(r, 413, "payload_too_large");
+        return false;
+    }
+    memset(*b, 0, sizeof(**b));
+    *has_nul = strlen(*id) != len;
+    return true;
+}
+
 /* ---- POST /api/v1/memories ---------------------------------------------------------------- */
 
 struct create_ctx {
@@ -562,20 +582,15 @@ void eg__api_mem_patch(struct eg_app *app, struct eg_http_req *r)
     const char *values[10] = {0};
     struct eg_db_batch *b;
     const char *id;
-    size_t id_len = 0;
+    bool has_nul;
     json_t *v;
     double d;
 
     if (body == NULL)
         return;
-    id = eg__api_param(r, 0, &id_len);
-    b = eg_arena_alloc(&r->arena, sizeof(*b));
-    if (id == NULL || b == NULL) {
-        eg_http_respond_error(r, 413, "payload_too_large");
+    if (!id_and_batch(r, &id, &has_nul, &b))
         return;
-    }
-    if (strlen(id) != id_len) {
-        /* A decoded NUL: no stored id can contain one (and libpq would cut it short). */
+    if (has_nul) {
         eg_http_respond_error(r, 404, "memory_not_found");
         return;
     }
@@ -639,7 +654,6 @@ void eg__api_mem_patch(struct eg_app *app, struct eg_http_req *r)
         const char *lock[2] = {project, id};
         const char *outbox[2] = {project, id};
 
-        memset(b, 0, sizeof(*b));
         if (eg_db_batch_add(b, &st_mem_lock, lock) < 0
             || eg_db_batch_add(b, &st_mem_patch, values) < 0
             || eg_db_batch_add(b, &st_outbox_patched, outbox) < 0) {
@@ -672,22 +686,20 @@ static void on_deleted(struct eg_app *app, struct eg_http_req *r, const struct e
 void eg__api_mem_delete(struct eg_app *app, struct eg_http_req *r)
 {
     const char *project = eg__api_project(r);
-    size_t id_len = 0;
-    const char *id = eg__api_param(r, 0, &id_len);
-    struct eg_db_batch *b = eg_arena_alloc(&r->arena, sizeof(*b));
-    const char *values[2] = {project, id};
+    struct eg_db_batch *b;
+    const char *id;
+    bool has_nul;
 
-    if (id == NULL || b == NULL) {
-        eg_http_respond_error(r, 413, "payload_too_large");
+    if (!id_and_batch(r, &id, &has_nul, &b))
         return;
-    }
-    if (strlen(id) != id_len) {
+    if (has_nul) {
         static const char no[] = "{\"ok\":true,\"deleted\":false}";
 
         eg_http_respond_json(r, 200, no, sizeof(no) - 1);
         return;
     }
-    memset(b, 0, sizeof(*b));
+    const char *values[2] = {project, id};
+
     eg_db_batch_add(b, &st_mem_delete, values);
     eg_db_batch_add(b, &st_outbox_deleted, values);
     eg__api_db(app, r, b, on_deleted, NULL);
@@ -741,20 +753,18 @@ static void on_restored(struct eg_app *app, struct eg_http_req *r, const struct 
 void eg__api_mem_restore(struct eg_app *app, struct eg_http_req *r)
 {
     const char *project = eg__api_project(r);
-    size_t id_len = 0;
-    const char *id = eg__api_param(r, 0, &id_len);
-    struct eg_db_batch *b = eg_arena_alloc(&r->arena, sizeof(*b));
-    const char *values[2] = {project, id};
+    struct eg_db_batch *b;
+    const char *id;
+    bool has_nul;
 
-    if (id == NULL || b == NULL) {
-        eg_http_respond_error(r, 413, "payload_too_large");
+    if (!id_and_batch(r, &id, &has_nul, &b))
         return;
-    }
-    if (strlen(id) != id_len) {
+    if (has_nul) {
         eg_http_respond_error(r, 404, "memory_not_found");
         return;
     }
-    memset(b, 0, sizeof(*b));
+    const char *values[2] = {project, id};
+
     eg_db_batch_add(b, &st_mem_lock, values);
     eg_db_batch_add(b, &st_mem_restore, values);
     eg_db_batch_add(b, &st_outbox_restored, values);
