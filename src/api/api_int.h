@@ -53,6 +53,16 @@ bool eg__api_truthy(const json_t *v);
 /** JS trim of [s, s+n) in place: returns the new start and sets *n. */
 const char *eg__api_trim(const char *s, size_t *n);
 
+/** v formatted as a JS number (the text CORE would send to PostgreSQL), in arena memory. */
+char *eg__api_num_text(struct eg_arena *a, double v);
+/** prefix + a UUID v4 ("mem_", "clm_", "ast_"), in arena memory; NULL at the ceiling. */
+char *eg__api_new_id(struct eg_arena *a, const char *prefix);
+/**
+ * CORE's tags rule as JSON text: an array gives JS String() of each element, anything else [].
+ * Arena memory; NULL at the ceiling.
+ */
+char *eg__api_tags_json(struct eg_arena *a, const json_t *v);
+
 /* ---- query parameters --------------------------------------------------------------------- */
 
 /** The first query parameter name (decoded), or NULL when absent. */

@@ -72,14 +72,6 @@ static char *fmt_long(struct eg_http_req *r, long v)
     return eg_arena_strndup(&r->arena, tmp, (size_t)n);
 }
 
-static const char *num_text(struct eg_http_req *r, double v)
-{
-    char tmp[EG_JSON_NUMBER_MAX];
-    size_t n = eg_json_fmt_number(tmp, v);
-
-    return eg_arena_strndup(&r->arena, tmp, n);
-}
-
 static void json_begin(struct eg_http_req *r, struct eg_jw *jw)
 {
     eg_buf_reset(&r->resp_body);
@@ -137,37 +129,6 @@ static bool opt_string(struct eg_http_req *r, const json_t *v, const char **out)
         return true;
     *out = eg__api_js_string_raw(&r->arena, v, NULL);
     return *out != NULL;
-}
-
-/* tags: an array gives String() of each element, anything else []. Returns JSON text. */
-static const char *tags_json(struct eg_http_req *r, const json_t *v)
-{
-    struct eg_buf b;
-    struct eg_jw jw;
-    size_t i;
-    json_t *e;
-    char *out = NULL;
-
-    eg_buf_init(&b, r->arena.max);
-    eg_jw_init(&jw, &b);
-    eg_jw_arr_begin(&jw);
-    if (json_is_array(v)) {
-        json_array_foreach(v, i, e)
-        {
-            size_t n = 0;
-            const char *s = eg__api_js_string_raw(&r->arena, e, &n);
-
-            if (s == NULL)
-                goto out;
-            eg_jw_str(&jw, s, n);
-        }
-    }
-    eg_jw_arr_end(&jw);
-    if (eg_jw_finish(&jw) == 0)
-        out = eg_arena_strndup(&r->arena, b.base, b.len);
-out:
-    eg_buf_fini(&b);
-    return out;
 }
 
 static void on_claim_created(struct eg_app *app, struct eg_http_req *r,
@@ -242,15 +203,7 @@ void eg__api_claim_create(struct eg_app *app, struct eg_http_req *r)
     if (ok && eg__api_truthy(json_object_get(body, "claim_id"))) {
         in.claim_id = eg__api_js_string_raw(&r->arena, json_object_get(body, "claim_id"), NULL);
     } else if (ok) {
-        char uuid[37];
-        char *id = eg_arena_alloc(&r->arena, 4 + sizeof(uuid));
-
-        if (id != NULL) {
-            eg_uuid_v4(uuid);
-            memcpy(id, "clm_", 4);
-            memcpy(id + 4, uuid, sizeof(uuid));
-        }
-        in.claim_id = id;
+        in.claim_id = eg__api_new_id(&r->arena, "clm_");
     }
     ok = ok && in.claim_id != NULL;
     ok = ok && opt_string(r, json_object_get(body, "slot"), &in.slot);
@@ -262,13 +215,13 @@ void eg__api_claim_create(struct eg_app *app, struct eg_http_req *r)
 
     /* JS number text: PostgreSQL reads it back as the same double, and the claim.created
      * payload can embed it as is. */
-    in.confidence =
-        num_text(r, eg__api_clamp_float(json_object_get(body, "confidence"), 0, 1, 0.8));
-    in.importance =
-        num_text(r, eg__api_clamp_float(json_object_get(body, "importance"), 0, 1, 0.5));
+    in.confidence = eg__api_num_text(
+        &r->arena, eg__api_clamp_float(json_object_get(body, "confidence"), 0, 1, 0.8));
+    in.importance = eg__api_num_text(
+        &r->arena, eg__api_clamp_float(json_object_get(body, "importance"), 0, 1, 0.5));
     ok = ok && in.confidence != NULL && in.importance != NULL;
     if (ok) {
-        in.tags_json = tags_json(r, json_object_get(body, "tags"));
+        in.tags_json = eg__api_tags_json(&r->arena, json_object_get(body, "tags"));
         ok = in.tags_json != NULL;
     }
     ok = ok && opt_string(r, json_object_get(body, "source_memory_id"), &in.source_memory_id);

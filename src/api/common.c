@@ -341,6 +341,58 @@ double eg__api_clamp_float(const json_t *v, double min, double max, double def)
     return d < min ? min : d > max ? max : d;
 }
 
+char *eg__api_num_text(struct eg_arena *a, double v)
+{
+    char buf[EG_JSON_NUMBER_MAX];
+    size_t n = eg_json_fmt_number(buf, v);
+
+    return eg_arena_strndup(a, buf, n);
+}
+
+char *eg__api_new_id(struct eg_arena *a, const char *prefix)
+{
+    char uuid[37];
+    size_t n = strlen(prefix);
+    char *id = eg_arena_alloc(a, n + sizeof(uuid));
+
+    if (id == NULL)
+        return NULL;
+    eg_uuid_v4(uuid);
+    memcpy(id, prefix, n);
+    memcpy(id + n, uuid, sizeof(uuid));
+    return id;
+}
+
+char *eg__api_tags_json(struct eg_arena *a, const json_t *v)
+{
+    struct eg_buf b;
+    struct eg_jw jw;
+    size_t i;
+    json_t *e;
+    char *out = NULL;
+
+    eg_buf_init(&b, 8u << 20);
+    eg_jw_init(&jw, &b);
+    eg_jw_arr_begin(&jw);
+    if (json_is_array(v)) {
+        json_array_foreach(v, i, e)
+        {
+            size_t len = 0;
+            char *s = eg__api_js_string_raw(a, e, &len);
+
+            if (s == NULL)
+                goto out;
+            eg_jw_str(&jw, s, len);
+        }
+    }
+    eg_jw_arr_end(&jw);
+    if (eg_jw_finish(&jw) == 0)
+        out = eg_arena_strndup(a, b.base, b.len);
+out:
+    eg_buf_fini(&b);
+    return out;
+}
+
 /* ---- query parameters --------------------------------------------------------------------- */
 
 char *eg__api_query(struct eg_http_req *r, const char *name, size_t *len)

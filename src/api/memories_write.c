@@ -134,28 +134,6 @@ static struct eg_db_stmt st_mem_restore = {
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
-static char *new_id(struct eg_arena *a, const char *prefix)
-{
-    char uuid[37];
-    size_t n = strlen(prefix);
-    char *id = eg_arena_alloc(a, n + 37);
-
-    if (id == NULL)
-        return NULL;
-    eg_uuid_v4(uuid);
-    memcpy(id, prefix, n);
-    memcpy(id + n, uuid, 37);
-    return id;
-}
-
-static char *num_text(struct eg_arena *a, double v)
-{
-    char buf[EG_JSON_NUMBER_MAX];
-
-    eg_json_fmt_number(buf, v);
-    return eg_arena_strndup(a, buf, strlen(buf));
-}
-
 static bool in_set(const char *s, const char *const *set, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -182,37 +160,6 @@ static const char *enum_field(struct eg_arena *a, const json_t *v, const char *d
     if (strlen(s) != json_string_length(v) || !in_set(s, set, n))
         return NULL;
     return eg_arena_strndup(a, s, strlen(s));
-}
-
-/* JS String() of each array element, as a JSON array of strings (CORE's tags rule). */
-static char *tags_json(struct eg_arena *a, const json_t *v)
-{
-    struct eg_buf b;
-    struct eg_jw jw;
-    size_t i;
-    json_t *e;
-    char *out = NULL;
-
-    eg_buf_init(&b, 8u << 20);
-    eg_jw_init(&jw, &b);
-    eg_jw_arr_begin(&jw);
-    if (json_is_array(v)) {
-        json_array_foreach(v, i, e)
-        {
-            size_t len = 0;
-            char *s = eg__api_js_string_raw(a, e, &len);
-
-            if (s == NULL)
-                goto out;
-            eg_jw_str(&jw, s, len);
-        }
-    }
-    eg_jw_arr_end(&jw);
-    if (eg_jw_finish(&jw) == 0)
-        out = eg_arena_strndup(a, b.base, b.len);
-out:
-    eg_buf_fini(&b);
-    return out;
 }
 
 /* A JSON value as compact text (for jsonb parameters). */
@@ -365,7 +312,7 @@ static int add_background_claims(struct eg_http_req *r, struct eg_db_batch *b, c
         const struct eg_ai_claim *x = &claims[i];
         double conf = isfinite(x->confidence) ? x->confidence : 0.8;
 
-        c.claim_id = new_id(&r->arena, "clm_");
+        c.claim_id = eg__api_new_id(&r->arena, "clm_");
         c.subject_id = subject;
         c.predicate = eg_arena_strndup(&r->arena, x->predicate, strlen(x->predicate));
         c.object_value = eg_arena_strndup(&r->arena, x->object_value, strlen(x->object_value));
@@ -373,7 +320,7 @@ static int add_background_claims(struct eg_http_req *r, struct eg_db_batch *b, c
         c.claim_type = x->claim_type != NULL && x->claim_type[0] != '\0'
                            ? x->claim_type
                            : eg_ai_infer_claim_type(x->predicate, strlen(x->predicate));
-        c.confidence = num_text(&r->arena, conf < 0 ? 0 : conf > 1 ? 1 : conf);
+        c.confidence = eg__api_num_text(&r->arena, conf < 0 ? 0 : conf > 1 ? 1 : conf);
         c.importance = "0.5";
         c.tags_json = "[]";
         c.source_memory_id = memory_id;
@@ -428,7 +375,8 @@ void eg__api_mem_create(struct eg_app *app, struct eg_http_req *r)
         return;
     }
     v = json_object_get(body, "id");
-    id = eg__api_truthy(v) ? eg__api_js_string_raw(&r->arena, v, NULL) : new_id(&r->arena, "mem_");
+    id = eg__api_truthy(v) ? eg__api_js_string_raw(&r->arena, v, NULL)
+                           : eg__api_new_id(&r->arena, "mem_");
     kind = enum_field(&r->arena, json_object_get(body, "kind"), "fact", kinds, EG_ARRAY_LEN(kinds));
     if (kind == NULL) {
         eg_http_respond_error(r, 400, "invalid_kind");
@@ -440,7 +388,7 @@ void eg__api_mem_create(struct eg_app *app, struct eg_http_req *r)
         eg_http_respond_error(r, 400, "invalid_visibility");
         return;
     }
-    tags = tags_json(&r->arena, json_object_get(body, "tags"));
+    tags = eg__api_tags_json(&r->arena, json_object_get(body, "tags"));
     v = json_object_get(body, "metadata");
     metadata = eg__api_truthy(v) && (json_is_object(v) || json_is_array(v))
                    ? json_text(&r->arena, v)
@@ -474,9 +422,10 @@ void eg__api_mem_create(struct eg_app *app, struct eg_http_req *r)
             text,
             kind,
             visibility,
-            num_text(&r->arena, eg__api_clamp_int(json_object_get(body, "importance"), 0, 100, 50)),
-            num_text(&r->arena,
-                     eg__api_clamp_float(json_object_get(body, "confidence"), 0, 1, 0.95)),
+            eg__api_num_text(&r->arena,
+                             eg__api_clamp_int(json_object_get(body, "importance"), 0, 100, 50)),
+            eg__api_num_text(&r->arena,
+                             eg__api_clamp_float(json_object_get(body, "confidence"), 0, 1, 0.95)),
             eg__api_is_true(json_object_get(body, "is_temporal")) ? "t" : "f",
             tags,
             metadata,
@@ -634,11 +583,11 @@ void eg__api_mem_patch(struct eg_app *app, struct eg_http_req *r)
     v = json_object_get(body, "importance");
     d = eg__api_js_number(v);
     if (v != NULL && isfinite(d))
-        values[5] = num_text(&r->arena, floor(d < 0 ? 0 : d > 100 ? 100 : d));
+        values[5] = eg__api_num_text(&r->arena, floor(d < 0 ? 0 : d > 100 ? 100 : d));
     v = json_object_get(body, "confidence");
     d = eg__api_js_number(v);
     if (v != NULL && isfinite(d))
-        values[6] = num_text(&r->arena, d < 0 ? 0 : d > 1 ? 1 : d);
+        values[6] = eg__api_num_text(&r->arena, d < 0 ? 0 : d > 1 ? 1 : d);
     v = json_object_get(body, "is_temporal");
     if (v != NULL && !pg_bool_text(v, &values[7])) {
         eg_http_respond_error(r, 400, "invalid_is_temporal");
@@ -646,7 +595,7 @@ void eg__api_mem_patch(struct eg_app *app, struct eg_http_req *r)
     }
     v = json_object_get(body, "tags");
     if (json_is_array(v))
-        values[8] = tags_json(&r->arena, v);
+        values[8] = eg__api_tags_json(&r->arena, v);
     v = json_object_get(body, "metadata");
     if (v != NULL)
         values[9] = eg__api_truthy(v) ? json_text(&r->arena, v) : "{}";
@@ -940,7 +889,7 @@ void eg__api_mem_extract(struct eg_app *app, struct eg_http_req *r)
     for (size_t i = 0; i < ec->x.count; i++) {
         const struct eg_ai_memory *m = &ec->x.memories[i];
         char *metadata = eg_arena_alloc(&r->arena, 64);
-        const char *id = new_id(&r->arena, "mem_");
+        const char *id = eg__api_new_id(&r->arena, "mem_");
         char tags[256];
         const char *values[13];
         const char *outbox[2];
@@ -970,8 +919,8 @@ void eg__api_mem_extract(struct eg_app *app, struct eg_http_req *r)
         values[3] = m->text;
         values[4] = m->kind;
         values[5] = m->visibility;
-        values[6] = num_text(&r->arena, m->importance);
-        values[7] = num_text(&r->arena, m->confidence);
+        values[6] = eg__api_num_text(&r->arena, m->importance);
+        values[7] = eg__api_num_text(&r->arena, m->confidence);
         values[8] = m->is_temporal ? "t" : "f";
         values[9] = eg_arena_strndup(&r->arena, tags, strlen(tags));
         values[10] = metadata;
@@ -987,7 +936,7 @@ void eg__api_mem_extract(struct eg_app *app, struct eg_http_req *r)
             const struct eg_ai_claim *x = &m->claims[c];
             struct eg__api_claim_in ci = {0};
 
-            ci.claim_id = new_id(&r->arena, "clm_");
+            ci.claim_id = eg__api_new_id(&r->arena, "clm_");
             ci.subject_id = subject;
             ci.predicate = x->predicate;
             ci.object_value = x->object_value;
@@ -995,7 +944,7 @@ void eg__api_mem_extract(struct eg_app *app, struct eg_http_req *r)
             ci.claim_type = x->claim_type != NULL && x->claim_type[0] != '\0'
                                 ? x->claim_type
                                 : eg_ai_infer_claim_type(x->predicate, strlen(x->predicate));
-            ci.confidence = num_text(&r->arena, x->confidence);
+            ci.confidence = eg__api_num_text(&r->arena, x->confidence);
             ci.importance = "0.5";
             ci.tags_json = "[]";
             ci.source_memory_id = id;
@@ -1014,7 +963,7 @@ void eg__api_mem_extract(struct eg_app *app, struct eg_http_req *r)
         }
         for (size_t c = 0; c < m->claim_count; c++) {
             if (eg__api_batch_add_claim_events(b, project, ec->claim_ids[i][c],
-                                               num_text(&r->arena, m->claims[c].confidence))
+                                               eg__api_num_text(&r->arena, m->claims[c].confidence))
                 < 0) {
                 eg_http_respond_error(r, 413, "payload_too_large");
                 return;

@@ -87,8 +87,7 @@ int eg__api_batch_add_claim_events(struct eg_db_batch *b, const char *project, c
 int eg__api_batch_add_claim(struct eg_db_batch *b, struct eg_arena *a, const char *project,
                             const struct eg__api_claim_in *c, bool memory_in_tx)
 {
-    char uuid[37];
-    char *assertion_id = eg_arena_alloc(a, 4 + 37);
+    char *assertion_id = eg__api_new_id(a, "ast_");
     const char *claim[16] = {
         c->claim_id,       project,       c->subject_id,       c->predicate,
         c->object_value,   c->slot,       c->claim_type,       c->confidence,
@@ -100,9 +99,6 @@ int eg__api_batch_add_claim(struct eg_db_batch *b, struct eg_arena *a, const cha
 
     if (assertion_id == NULL)
         return EG_ELIMIT;
-    eg_uuid_v4(uuid);
-    memcpy(assertion_id, "ast_", 4);
-    memcpy(assertion_id + 4, uuid, 37);
     rc = eg_db_batch_add(b, &st_claim_insert, claim);
     if (rc == 0)
         rc = eg_db_batch_add(b, &st_assertion_insert, assertion);
