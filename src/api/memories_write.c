@@ -366,8 +366,9 @@ void eg__api_mem_create(struct eg_app *app, struct eg_http_req *r)
     if (!subject_and_text(r, body, &subject, &subject_len, &text, &text_len))
         return;
     if (eg_utf16_len(text, text_len) > TEXT_MAX_UNITS) {
-        eg_http_respond_json(r, 400, "{\"error\":\"text_too_long\",\"max\":10000}",
-                             strlen("{\"error\":\"text_too_long\",\"max\":10000}"));
+        static const char too_long[] = "{\"error\":\"text_too_long\",\"max\":10000}";
+
+        eg_http_respond_json(r, 400, too_long, sizeof(too_long) - 1);
         return;
     }
     if (text_has_nul(text, text_len) || text_has_nul(subject, subject_len)) {

@@ -300,11 +300,11 @@ void eg_api_handle(struct eg_http_req *r, void *data)
     }
     project = resolve_project(app, r);
     if (project == NULL) {
-        eg_http_respond_json(r, 400,
-                             "{\"error\":\"project_id_required\",\"message\":\"Provide "
-                             "x-project-id header or configure defaultProjectId\"}",
-                             strlen("{\"error\":\"project_id_required\",\"message\":\"Provide "
-                                    "x-project-id header or configure defaultProjectId\"}"));
+        static const char required[] =
+            "{\"error\":\"project_id_required\",\"message\":\"Provide x-project-id header or "
+            "configure defaultProjectId\"}";
+
+        eg_http_respond_json(r, 400, required, sizeof(required) - 1);
         return;
     }
     if (m == EG_HTTP_MATCH_NOT_FOUND) {
