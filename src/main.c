@@ -225,10 +225,18 @@ static void on_seq_closed(void *data)
     eg_db_pool_close(srv.app.db, on_pool_closed, NULL);
 }
 
+static void on_bus_closed(void *data)
+{
+    (void)data;
+    srv.app.bus = NULL;
+    eg_db_seq_close(srv.app.seq, on_seq_closed, NULL);
+}
+
 static void on_hub_closed(void *data)
 {
     (void)data;
-    eg_db_seq_close(srv.app.seq, on_seq_closed, NULL);
+    /* The hub's topics unwatch their channels as they go: the bus closes after it. */
+    eg_bus_close(srv.app.bus, on_bus_closed, NULL);
 }
 
 static void on_sequenced(const PGresult *rows, void *data)
@@ -236,6 +244,45 @@ static void on_sequenced(const PGresult *rows, void *data)
     (void)data;
     if (srv.app.sse != NULL)
         eg_sse_hub_publish(srv.app.sse, rows);
+    eg_bus_announce(srv.app.bus, rows);
+}
+
+static void on_bus_notice(const char *project, int64_t epoch, int64_t first, int64_t last,
+                          void *data)
+{
+    (void)data;
+    if (srv.app.sse != NULL)
+        eg_sse_hub_notice(srv.app.sse, project, epoch, first, last);
+}
+
+static void on_bus_resync(const char *project, void *data)
+{
+    (void)data;
+    if (srv.app.sse != NULL)
+        eg_sse_hub_resync(srv.app.sse, project);
+}
+
+static void hub_watch(const char *project, bool on, void *data)
+{
+    (void)data;
+    eg_bus_watch(srv.app.bus, project, on);
+}
+
+static bool hub_notices_flowing(void *data)
+{
+    struct eg_bus_stats bs;
+
+    (void)data;
+    if (srv.app.bus == NULL)
+        return false;
+    eg_bus_get_stats(srv.app.bus, &bs);
+    return bs.is_up;
+}
+
+static void on_bus_poke(void *data)
+{
+    (void)data;
+    eg_db_seq_poke(srv.app.seq); /* a no-op unless this instance leads */
 }
 
 static void on_pool_closed(void *data)
@@ -269,10 +316,9 @@ static void close_everything(void)
     eg_http_server_close_all(srv.app.http);
     uv_timer_stop(&srv.check_timer);
     uv_timer_stop(&srv.drain_timer);
-    if (srv.app.redis != NULL) {
+    if (srv.app.redis != NULL && srv.app.redis != eg_bus_redis(srv.app.bus))
         eg_redis_close(srv.app.redis, NULL, NULL);
-        srv.app.redis = NULL;
-    }
+    srv.app.redis = NULL;
     /* Hub, then sequencer (its session end frees the lead for a standby), then the pool. */
     eg_sse_hub_close(srv.app.sse, on_hub_closed, NULL);
 }
@@ -413,21 +459,39 @@ static int cmd_serve(void)
             .idle_poll_ms = cfg.sequencer_poll_ms,
             .standby_poll_ms = 500,
             .batch_max = cfg.sequencer_batch,
+            .notify = strcmp(cfg.bus, "postgres") == 0,
+            .retention_s = cfg.event_retention_s,
+        };
+        struct eg_bus_hooks bh = {
+            .on_notice = on_bus_notice,
+            .on_resync = on_bus_resync,
+            .on_poke = on_bus_poke,
         };
         struct eg_sse_hub_config hc2 = {
             .keepalive_ms = cfg.sse_keepalive_ms,
             .heartbeat_ms = cfg.sse_heartbeat_ms,
             .catchup_poll_ms = cfg.sse_catchup_ms,
             .max_pending_bytes = cfg.sse_max_pending_bytes,
+            .max_behind_ms = cfg.sse_max_behind_ms,
             .retry_ms = cfg.sse_retry_ms,
+            .watch = hub_watch,
+            .notices_flowing = hub_notices_flowing,
         };
+        struct eg_redis_addr ra;
 
         srv.app.seq = eg_db_seq_new(&srv.loop, &sc, on_sequenced, NULL);
-        if (cfg.redis_url[0] != '\0') {
-            struct eg_redis_addr ra;
-
+        if (cfg.redis_url[0] != '\0')
             eg_redis_addr_parse(cfg.redis_url, &ra);
-            srv.app.redis = eg_redis_new(&srv.loop, &ra, 1000);
+        if (strcmp(cfg.bus, "redis") == 0) {
+            char instance[37];
+
+            eg_uuid_v4(instance);
+            srv.app.bus = eg_bus_new_redis(&srv.loop, &ra, instance, &bh);
+            srv.app.redis = eg_bus_redis(srv.app.bus);
+        } else {
+            srv.app.bus = eg_bus_new_postgres(&srv.loop, cfg.database_url, &bh);
+            if (cfg.redis_url[0] != '\0')
+                srv.app.redis = eg_redis_new(&srv.loop, &ra, 1000, NULL);
         }
         srv.app.sse = eg_sse_hub_new(&srv.loop, srv.app.db, &hc2);
     }
@@ -447,8 +511,9 @@ static int cmd_serve(void)
                                           EG_LF_S("commit", EG_COMMIT), EG_LF_S("bind", cfg.bind),
                                           EG_LF_I("port", eg_net_listeners_port(&srv.listeners)),
                                           EG_LF_I("db_pool_size", cfg.db_pool_size),
+                                          EG_LF_S("bus", cfg.bus),
                                           EG_LF_I("schema_required", srv.app.schema_required)},
-                  6);
+                  7);
 
     uv_run(&srv.loop, UV_RUN_DEFAULT);
 
