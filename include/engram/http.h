@@ -123,7 +123,6 @@ typedef void eg_http_head_fn(struct eg_http_parser *p, struct eg_http_req *r, vo
 /** Wraps llhttp with limits. Private fields; embed it in the connection. */
 struct eg_http_parser {
     llhttp_t ll;
-    llhttp_settings_t settings;
     const struct eg_http_limits *limits;
     struct eg_http_req *cur;     /* request being parsed, or NULL between requests */
     struct eg_http_req *done;    /* completed request waiting for eg_http_parser_take */

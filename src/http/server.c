@@ -267,6 +267,8 @@ static bool after_write(struct eg_http_conn *c, int status)
         finish_req(c, r);
     }
     c->writing_count = 0;
+    if (c->head != NULL && c->head->is_streaming)
+        eg_buf_fini(&c->out); /* written; an idle stream keeps no write buffer */
     if (status < 0) {
         eg_net_conn_close(&c->net);
         return false;
@@ -309,6 +311,11 @@ static int conn_write_ready(struct eg_http_conn *c)
                 return -1;
             }
             r->stream_head_sent = true;
+            /* An event stream can live for hours: drop what only the request phase needed. */
+            eg_buf_fini(&r->field);
+            eg_buf_fini(&r->value);
+            eg_buf_fini(&r->body);
+            eg_buf_fini(&r->resp_headers);
         }
         if (r->stream_out.len > 0
             && eg_buf_append(&c->out, r->stream_out.base, r->stream_out.len) < 0) {
@@ -316,7 +323,7 @@ static int conn_write_ready(struct eg_http_conn *c)
             return -1;
         }
         r->bytes_out += c->out.len;
-        eg_buf_reset(&r->stream_out);
+        eg_buf_fini(&r->stream_out); /* idle streams hold no queue memory */
         if (r->stream_ended) {
             eg_buf_puts(&c->out, "0\r\n\r\n");
             r->close_after = true;

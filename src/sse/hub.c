@@ -48,8 +48,8 @@ struct sub {
     bool want_end;   /* ending requested; done by the end timer */
     bool awaits_log; /* resume position beyond what this instance has read: read first */
     bool was_rechecked;
-    struct eg_db_query *q; /* its own catch-up page */
-    struct eg_db_batch batch;
+    struct eg_db_query *q;     /* its own catch-up page */
+    struct eg_db_batch *batch; /* allocated while a page is read (13 KiB: not per stream) */
     char cursor_text[24];
     struct sub *prev;
     struct sub *next;
@@ -397,6 +397,8 @@ static void on_sub_page(const struct eg_db_reply *rep, void *data)
     int n;
 
     s->q = NULL;
+    eg_free(s->batch);
+    s->batch = NULL;
     if (s->is_gone)
         return;
     if (rep->status != 0) {
@@ -440,10 +442,10 @@ static void sub_catch_up(struct sub *s)
     page[0] = s->t->project;
     page[1] = s->cursor_text;
     oldest[0] = s->t->project;
-    memset(&s->batch, 0, sizeof(s->batch));
-    eg_db_batch_add(&s->batch, &st_page, page);
-    eg_db_batch_add(&s->batch, &st_oldest, oldest);
-    s->q = eg_db_submit(s->hub->db, &s->batch, on_sub_page, s);
+    s->batch = eg_calloc(1, sizeof(*s->batch));
+    eg_db_batch_add(s->batch, &st_page, page);
+    eg_db_batch_add(s->batch, &st_oldest, oldest);
+    s->q = eg_db_submit(s->hub->db, s->batch, on_sub_page, s);
 }
 
 /* ---- topics ------------------------------------------------------------------------------- */
@@ -688,6 +690,7 @@ static void on_sub_cleanup(void *data)
     s->is_gone = true;
     if (s->q != NULL)
         eg_db_query_cancel(s->q);
+    eg_free(s->batch);
     if (s->prev != NULL)
         s->prev->next = s->next;
     else
