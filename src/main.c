@@ -34,6 +34,8 @@ static const char usage_main[] =
     "commands:\n"
     "  serve     run the HTTP server\n"
     "  migrate   apply database migrations, then exit\n"
+    "  bump-epoch [PROJECT]\n"
+    "            start a new event-log epoch (after a restore), then exit\n"
     "  version   print the version\n"
     "\n"
     "Configuration comes from the environment; see docs/OPERATIONS.md.\n";
@@ -53,6 +55,14 @@ static const char usage_migrate[] =
     "Applies the migrations this binary embeds that the database lacks, in order, each in its\n"
     "own transaction, under an advisory lock (concurrent runs are safe). Works on an empty\n"
     "database and on a database created by CORE. Same database settings as serve.\n";
+
+static const char usage_bump_epoch[] =
+    "usage: engramd bump-epoch [PROJECT]\n"
+    "\n"
+    "Gives PROJECT (every project when omitted) a new event-log epoch. Run it after restoring the\n"
+    "database from a backup: positions clients hold from before the restore may name events the\n"
+    "restored log no longer has, and a new epoch makes every such resume answer `event: reset`.\n"
+    "Open streams of the project end at its next event; their clients resume and get the reset.\n";
 
 static struct eg_config cfg;
 
@@ -124,6 +134,9 @@ struct migrate_state {
     uv_timer_t timer;
     bool started;
     int exit_code;
+    void (*start)(struct migrate_state *m); /* runs once the pool is live */
+    const char *project;                    /* bump-epoch: NULL for every project */
+    struct eg_db_batch batch;
 };
 
 static void on_migrate_pool_closed(void *data)
@@ -157,6 +170,48 @@ static void on_migrated(const struct eg_db_migrate_result *res, void *data)
     migrate_stop(m, 0);
 }
 
+static void start_migrate(struct migrate_state *m)
+{
+    eg_db_migrate(m->pool, on_migrated, m);
+}
+
+/* A new epoch is the current time in ms (how projects.epoch starts), and always larger. */
+static struct eg_db_stmt st_bump_epoch = {
+    "bump_epoch",
+    "UPDATE projects SET epoch = greatest(epoch + 1,"
+    " floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint)"
+    " WHERE $1::text IS NULL OR project_id = $1 RETURNING project_id, epoch",
+    1,
+    0,
+};
+
+static void on_bumped(const struct eg_db_reply *rep, void *data)
+{
+    struct migrate_state *m = data;
+    int n;
+
+    if (rep->status != 0) {
+        eg_log_fields(EG_LOG_ERROR, "bump-epoch failed",
+                      (struct eg_log_field[]){EG_LF_S("error", rep->message)}, 1);
+        migrate_stop(m, 1);
+        return;
+    }
+    n = PQntuples(rep->results[0]);
+    for (int i = 0; i < n; i++)
+        printf("%s\t%s\n", PQgetvalue(rep->results[0], i, 0), PQgetvalue(rep->results[0], i, 1));
+    eg_log_fields(EG_LOG_INFO, "event-log epoch bumped",
+                  (struct eg_log_field[]){EG_LF_I("projects", n)}, 1);
+    migrate_stop(m, m->project != NULL && n == 0 ? 1 : 0);
+}
+
+static void start_bump_epoch(struct migrate_state *m)
+{
+    const char *values[1] = {m->project};
+
+    eg_db_batch_add(&m->batch, &st_bump_epoch, values);
+    eg_db_submit(m->pool, &m->batch, on_bumped, m);
+}
+
 static void on_migrate_pool_state(struct eg_db_pool *p, void *data)
 {
     struct migrate_state *m = data;
@@ -164,7 +219,7 @@ static void on_migrate_pool_state(struct eg_db_pool *p, void *data)
     if (!m->started && eg_db_pool_is_live(p)) {
         m->started = true;
         uv_timer_stop(&m->timer);
-        eg_db_migrate(p, on_migrated, m);
+        m->start(m);
     }
 }
 
@@ -177,12 +232,15 @@ static void on_migrate_timeout(uv_timer_t *t)
     migrate_stop(m, 1);
 }
 
-static int cmd_migrate(void)
+/* Runs one database job (migrate, bump-epoch) on a one-connection pool, then exits. */
+static int cmd_db_job(void (*start)(struct migrate_state *m), const char *project)
 {
-    struct migrate_state m = {0};
+    static struct migrate_state m;
     struct eg_db_config dc = db_config(1, 3600000);
     uv_loop_t loop;
 
+    m.start = start;
+    m.project = project;
     uv_loop_init(&loop);
     m.loop = &loop;
     uv_timer_init(&loop, &m.timer);
@@ -553,16 +611,21 @@ int main(int argc, char **argv)
         printf("engramd %s (%s)\n", EG_VERSION, EG_COMMIT);
         return 0;
     }
-    if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "migrate") != 0) {
+    bool bump = strcmp(cmd, "bump-epoch") == 0;
+
+    if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "migrate") != 0 && !bump) {
         fprintf(stderr, "engramd: unknown command \"%s\"\n%s", cmd, usage_main);
         return EXIT_CONFIG;
     }
     if (wants_help(argc, argv)) {
-        fputs(strcmp(cmd, "serve") == 0 ? usage_serve : usage_migrate, stdout);
+        fputs(bump                        ? usage_bump_epoch
+              : strcmp(cmd, "serve") == 0 ? usage_serve
+                                          : usage_migrate,
+              stdout);
         return 0;
     }
-    if (argc > 2) {
-        fprintf(stderr, "engramd %s: unexpected argument \"%s\"\n", cmd, argv[2]);
+    if (argc > (bump ? 3 : 2)) {
+        fprintf(stderr, "engramd %s: unexpected argument \"%s\"\n", cmd, argv[bump ? 3 : 2]);
         return EXIT_CONFIG;
     }
     if (load_config() < 0)
@@ -573,8 +636,10 @@ int main(int argc, char **argv)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     if (strcmp(cmd, "serve") == 0)
         rc = cmd_serve();
+    else if (bump)
+        rc = cmd_db_job(start_bump_epoch, argc > 2 ? argv[2] : NULL);
     else
-        rc = cmd_migrate();
+        rc = cmd_db_job(start_migrate, NULL);
     curl_global_cleanup();
     return rc;
 }

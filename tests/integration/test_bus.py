@@ -174,3 +174,42 @@ def test_retention_prunes_and_old_positions_reset(engram):
         assert fr.data == {"reason": "position_pruned"}
     finally:
         s.close()
+
+
+def test_bump_epoch_voids_old_positions(engram, engramd_cli):
+    srv = engram()
+    project = "epoch-%d" % time.monotonic_ns()
+    api = Api(srv, project)
+    s = SSE(srv, project)
+    try:
+        old = ID_RE.match(s.next_event().id).group(1)
+        api.create("u", "before the restore")
+        ev = s.wait_event("memory.created")
+        last_id = ev.id
+        r = engramd_cli(["bump-epoch", project], db=srv.db)
+        assert r.returncode == 0, r.stdout + r.stderr
+        rows = [ln.split("\t") for ln in r.stdout.splitlines() if not ln.startswith("{")]
+        assert len(rows) == 1, r.stdout
+        name, epoch = rows[0]
+        assert name == project and int(epoch) > int(old)
+        # The next event carries the new epoch: the open stream ends so its client resumes.
+        api.create("u", "after the restore")
+        deadline = time.monotonic() + 10
+        while not s.ended and not s.conn.eof and time.monotonic() < deadline:
+            s.next_frame(0.5)
+        assert s.ended or s.conn.eof, "the stream of the old epoch did not end"
+    finally:
+        s.close()
+    s = SSE(srv, project, headers={"Last-Event-ID": last_id})
+    try:
+        # An unusable position: `reset` (new epoch, current position) comes before `connected`.
+        fr = s.next_event()
+        assert fr.event == "reset" and fr.data == {"reason": "position_unavailable"}, fr
+        assert fr.id == "%s:2" % epoch
+        assert s.next_event().event == "connected"
+    finally:
+        s.close()
+    r = engramd_cli(["bump-epoch", "no-such-project"], db=srv.db)
+    assert r.returncode == 1
+    r = engramd_cli(["bump-epoch", "a", "b"], db=srv.db)
+    assert r.returncode == 2
