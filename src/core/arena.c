@@ -1,7 +1,8 @@
 /*
  * Per-request arena: bump allocation from chunks, with a ceiling on the total so a client cannot
- * make one request hold unbounded memory. The first chunk is small (an idle event stream keeps its
- * request, and with it this chunk, for hours); later chunks are 4 KiB or the size asked for.
+ * make one request hold unbounded memory. Chunks start small and double up to 4 KiB (or the size
+ * asked for): an idle event stream keeps its request, and with it these chunks, for hours, so a
+ * small request must cost little.
  */
 #include "engram/core.h"
 
@@ -63,7 +64,7 @@ void *eg_arena_alloc(struct eg_arena *a, size_t n)
     if (rounded < n)
         return NULL;
     if (k == NULL || k->size - k->off < rounded) {
-        size = k == NULL ? ARENA_FIRST_BYTES : ARENA_CHUNK_BYTES;
+        size = k == NULL ? ARENA_FIRST_BYTES : EG_MIN(k->size * 2, (size_t)ARENA_CHUNK_BYTES);
         if (rounded > size)
             size = rounded;
         /* Written so it cannot wrap: a huge n must fail, not allocate a tiny chunk. */
