@@ -570,8 +570,9 @@ static void on_topic_page(const struct eg_db_reply *rep, void *data)
         return;
     }
     if (rep->status != 0) {
-        t->wants_fetch = true; /* the next poll retries */
-        topic_start_held(t);
+        /* The next poll retries. Subscribers waiting for this read keep waiting: a failed read
+         * says nothing about their position (answering now would `reset` a valid one). */
+        t->wants_fetch = true;
         return;
     }
     n = PQntuples(rep->results[0]);
