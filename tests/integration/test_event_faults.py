@@ -253,6 +253,8 @@ def _restart_redis(srv):
 def test_redis_fault_during_writes(rig, redis_factory, fault):
     redis = redis_factory()
     r = rig(n=2, env={"REDIS_URL": redis.url})
+    # SIGSTOP: past engram's PING deadline (ping every 1 s, answer due within 4 s: 4-6 s)
+    outage_s = 2.0 if fault == "F1-sigkill" else 7.0
     a, b = r.instances
     for srv in (a, b):
         deadline = time.monotonic() + 5
@@ -263,11 +265,10 @@ def test_redis_fault_during_writes(rig, redis_factory, fault):
         clients_on(b.target, r.project, "onB", 3, max_s=60)
     r.start(clients)
     wait_connected(clients)
-    writers = [Writer(a.target, r.project, "A", 2000, pause=0.01, max_s=7.0),
-               Writer(b.target, r.project, "B", 2000, pause=0.01, max_s=7.0)]
+    writers = [Writer(a.target, r.project, "A", 2000, pause=0.01, max_s=outage_s + 3),
+               Writer(b.target, r.project, "B", 2000, pause=0.01, max_s=outage_s + 3)]
     r.start(writers)
     time.sleep(1.0)
-    outage_s = 2.0 if fault == "F1-sigkill" else 5.5  # SIGSTOP: past the 4 s PING deadline
     t0 = time.monotonic()
     ready = []
     detect = {}
@@ -308,8 +309,8 @@ def test_redis_fault_during_writes(rig, redis_factory, fault):
     assert all(st == 200 for st, _ in ready), ready
     assert extra["ready_probe_max_s"] < 1.0, extra
     assert len(recovered) == 2, "redis_up did not return to 1 within 10 s: %r" % recovered
-    if fault == "F1-sigkill":
-        assert len(detect) == 2, "redis_up did not drop to 0 while Redis was dead: %r" % detect
+    # a dead Redis is noticed at once, a hung one by engram's PING deadline
+    assert len(detect) == 2, "redis_up did not drop to 0 during the outage: %r" % detect
 
 
 # ------------------------------------------------------------------------------------------------
@@ -488,7 +489,7 @@ def test_d1_random_disconnects_resume(rig):
                   "resume_p50_s": round(percentile(gaps, 0.5), 3) if gaps else None,
                   "resume_p99_s": round(percentile(gaps, 0.99), 3) if gaps else None})
     assert_clean("D1-random-disconnects", clients, rows, acked(writers), r.epoch(), extra=extra)
-    assert drops >= 30, "too few disconnects to mean anything: %d" % drops
+    assert drops >= 20, "too few disconnects to mean anything: %d" % drops
     assert extra["write_errors"] == 0, [w.errors[:3] for w in writers]
 
 
@@ -645,20 +646,22 @@ def test_d1b_commit_order_adversary(rig):
 # L3: slow consumers
 # ------------------------------------------------------------------------------------------------
 def test_l3_slow_consumers(rig):
-    """Three subscribers stop reading (SO_RCVBUF 4 KiB, no reads) while ~1500 events (~0.6 MB
-    per subscriber) are written; five others read normally.
+    """Three subscribers stop reading (SO_RCVBUF 4 KiB, no reads) while 2100 events of ~1.75 KB
+    (~3.6 MB per subscriber) are written; five others read normally. The volume has to be that
+    large: loopback TCP autotunes the server's send buffer to a few MB (measured here: ~2.7 MB
+    per stream) before anything queues in engram.
 
     Today (src/sse/hub.c sub_write): a subscriber whose unsent bytes pass
     ENGRAM_SSE_MAX_PENDING_BYTES (256 KiB) is cut off; it reads what was sent, sees the end,
     and resumes with Last-Event-ID. Intended (issue #4, being built): it stops taking live
     events and catches up from PostgreSQL when its socket drains, and is closed only if it stays
-    behind past a time limit. The test accepts both: it asserts lossless delivery across however
-    many sessions the slow clients needed, that the fast ones were never cut or slowed, and that
-    the server's RSS stayed bounded. What would change with the new behaviour: `slow_sessions`
-    becomes 1 per slow client (no reconnect) when the pause is shorter than the limit, and
-    sse_subscribers_dropped_total stays 0; neither is asserted here.
-    Event frames are kept at ~0.45 KB so a 500-row catch-up page (about 220 KB) fits under the
-    256 KiB cap (see test_l3_resume_backlog_larger_than_pending_cap for what happens otherwise)."""
+    behind past a time limit. The test accepts both: it asserts lossless delivery to the slow
+    clients across however many sessions they needed, that the fast ones were never cut or
+    slowed, and that the server's RSS stayed bounded. What would change with the new behaviour:
+    `slow_sessions` becomes 1 per slow client (no reconnect) if the pause (~5 s) is shorter than
+    the limit, and sse_subscribers_dropped_total stays 0; neither is asserted.
+    The fast clients and RSS are checked first, so a failure of the slow clients' resume (see
+    test_l3_resume_backlog_larger_than_pending_cap) does not hide them."""
     r = rig(n=1)
     (srv,) = r.instances
     fast = clients_on(srv.target, r.project, "fast", 5, max_s=90)
@@ -669,7 +672,7 @@ def test_l3_slow_consumers(rig):
     for c in slow:
         c.paused.set()
     rss0 = srv.rss_kib()
-    writers = [Writer(srv.target, r.project, "W%d" % i, 500, text_len=150) for i in range(3)]
+    writers = [Writer(srv.target, r.project, "W%d" % i, 700, text_len=1500) for i in range(3)]
     rss_max = [rss0]
     stop_sampling = threading.Event()
 
@@ -688,30 +691,35 @@ def test_l3_slow_consumers(rig):
         w.join(timeout=60)
     write_s = time.monotonic() - t0
     assert r.outbox_empty()
-    time.sleep(1.0)  # the fast clients take the tail; the slow ones are still not reading
+    rows = r.rows()
+    set_goals(fast, rows)
+    for c in fast:  # the fast clients take the tail; the slow ones are still not reading
+        c.join(timeout=max(t0 + write_s + 10 - time.monotonic(), 0.1))
+    fast_done_s = time.monotonic() - t0 - write_s
     dropped = r.metrics(srv).get("sse_subscribers_dropped_total", 0)
-    fast_done_at = {c.label: (c.events[-1].seq if c.events else None) for c in fast}
     for c in slow:
         c.paused.clear()
-    rows = finish(r, writers, clients, catch_up_s=30)
+    for c in fast:
+        c.stop()
+    rows = finish(r, writers, clients, catch_up_s=12)
     stop_sampling.set()
     sampler.join(timeout=2)
-    rss1 = srv.rss_kib()
-    last = rows[-1][0] if rows else None
     extra = dict(write_stats(writers), **lat_extra(fast, writers))
-    extra.update({"write_s": round(write_s, 2), "rss_before_kib": rss0, "rss_max_kib": rss_max[0],
-                  "rss_after_kib": rss1, "dropped_total": dropped,
+    extra.update({"write_s": round(write_s, 2), "fast_done_after_writes_s": round(fast_done_s, 2),
+                  "rss_before_kib": rss0, "rss_max_kib": rss_max[0],
+                  "dropped_while_paused": dropped,
                   "slow_sessions": [len(c.sessions) for c in slow],
-                  "slow_bytes_per_client_kib": [c.bytes_read // 1024 for c in slow]})
-    assert_clean("L3-slow-consumers", clients, rows, acked(writers), r.epoch(), extra=extra)
-    # the fast clients were never cut, and had everything before the slow ones read again
+                  "slow_events": [len(c.events) for c in slow],
+                  "slow_kib_read": [c.bytes_read // 1024 for c in slow]})
+    # 1. the fast clients: everything, in order, once, on their first connection, promptly
+    assert_clean("L3-fast-clients", fast, rows, acked(writers), r.epoch(), extra=extra)
     for c in fast:
         assert len(c.sessions) == 1, (c.label, [s.how for s in c.sessions])
-        assert fast_done_at[c.label] == last, (c.label, fast_done_at[c.label], last)
-    # not slowed: generous bound (2 shared cores, ~1500 writes as fast as they go)
-    assert extra["latency_p99_s"] < 3.0, extra
-    # bounded: well under what 3 x ~0.6 MB of unsent frames plus copies would cost if kept
-    assert rss_max[0] - rss0 < 48 * 1024, extra
+    assert extra["latency_p99_s"] < 3.0, extra  # generous: 2 shared cores
+    # 2. bounded: unsent frames are capped per subscriber (today 256 KiB), not kept whole
+    assert rss_max[0] - rss0 < 32 * 1024, extra
+    # 3. the slow clients: everything, in order, once, across their reconnects
+    assert_clean("L3-slow-clients", slow, rows, acked(writers), r.epoch(), extra=extra)
 
 
 def test_l3_resume_backlog_larger_than_pending_cap(rig):
