@@ -212,7 +212,7 @@ class SeqClient(threading.Thread):
     def __init__(self, target, project, name, include_claims=True, subject=None, drop=None,
                  max_s=60.0, max_connects=400, resume_via="header", reconnect_target=None,
                  retry_cap_s=1.0, rcvbuf=None, seed=None, read_timeout=0.2, last_id=None,
-                 extra_query=""):
+                 extra_query="", rotate=None):
         super().__init__(daemon=True, name="sse-" + name)
         self.target = target
         self.project = project
@@ -224,6 +224,7 @@ class SeqClient(threading.Thread):
         self.max_connects = max_connects
         self.resume_via = resume_via          # header | query | alternate
         self.reconnect_target = reconnect_target
+        self.rotate = rotate                  # targets to cycle through on each reconnect
         self.retry_cap_s = retry_cap_s        # EventSource waits retry:, capped to keep tests short
         self.rcvbuf = rcvbuf
         self.rng = random.Random(seed if seed is not None else name)
@@ -314,7 +315,9 @@ class SeqClient(threading.Thread):
                 break
             if self._ended_at is None:  # the first end since the last `connected`
                 self._ended_at = sess.t_end
-            if self.reconnect_target is not None:
+            if self.rotate:
+                target = self.rotate[len(self.sessions) % len(self.rotate)]
+            elif self.reconnect_target is not None:
                 target = self.reconnect_target
             if wait > 0:
                 self._halt.wait(min(wait, max(deadline - time.monotonic(), 0)))
