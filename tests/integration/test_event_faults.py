@@ -461,7 +461,20 @@ def test_f6_drain_and_kill_with_open_streams(rig):
 # ------------------------------------------------------------------------------------------------
 # Sequencer leader SIGKILL during writes: a standby takes over; nothing lost or reordered
 # ------------------------------------------------------------------------------------------------
+def _first_sequenced_after(r, t_wall):
+    """Seconds from t_wall to the first event sequenced after it (events.sequenced_at is the
+    sequencer transaction's start, on the same host clock as ours), or None."""
+    first = r.sql("SELECT extract(epoch FROM min(sequenced_at))::float8 FROM events "
+                  "WHERE project_id = %s AND sequenced_at > to_timestamp(%s)",
+                  (r.project, t_wall))[0][0]
+    return None if first is None else first - t_wall
+
+
 def test_sequencer_leader_sigkill_takeover(rig):
+    """SIGKILL of the sequencer leader during writes (to the other two instances); 2 s later the
+    new leader's sequencer session is terminated in PostgreSQL (pg_terminate_backend: the leader
+    loses its database session without dying). Each time a standby (or the same instance, once
+    reconnected) takes over; nothing is lost, duplicated or reordered."""
     r = rig(n=3, lb=True)
     leader = r.wait_one_leader()
     others = [s for s in r.instances if s is not leader]
@@ -472,7 +485,7 @@ def test_sequencer_leader_sigkill_takeover(rig):
         clients_on(lb, r.project, "viaLB", 2, max_s=60)
     r.start(clients)
     wait_connected(clients)
-    writers = [Writer(o.target, r.project, "%s-%d" % (o.name, i), 3000, pause=0.005, max_s=6.0)
+    writers = [Writer(o.target, r.project, "%s-%d" % (o.name, i), 3000, pause=0.005, max_s=7.5)
                for o in others for i in range(2)]
     r.start(writers)
     time.sleep(2.0)
@@ -488,30 +501,37 @@ def test_sequencer_leader_sigkill_takeover(rig):
         time.sleep(0.02)
     metric_takeover_s = time.monotonic() - t_kill
     assert new_leader is not None, "no new sequencer leader within 10 s of SIGKILL"
+    time.sleep(max(t_kill + 2.0 - time.monotonic(), 0))
+    holder = r.sql("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 "
+                   "AND objid = 1701734770 AND granted")
+    assert len(holder) == 1, "advisory lock holders: %r" % holder
+    t_term_wall = time.time()
+    assert r.sql("SELECT pg_terminate_backend(%s)", (holder[0][0],))[0][0]
     rows = finish(r, writers, clients)
-    # takeover: the first event sequenced after the kill (events.sequenced_at is the sequencer
-    # transaction's start; same host clock as ours)
-    first = r.sql("SELECT extract(epoch FROM min(sequenced_at))::float8 FROM events "
-                  "WHERE project_id = %s AND sequenced_at > to_timestamp(%s)",
-                  (r.project, t_kill_wall))[0][0]
-    assert first is not None, "nothing sequenced after the kill"
-    takeover_s = first - t_kill_wall
+    takeover_s = _first_sequenced_after(r, t_kill_wall)
+    retake_s = _first_sequenced_after(r, t_term_wall)
+    assert takeover_s is not None, "nothing sequenced after the kill"
+    assert retake_s is not None, "nothing sequenced after the leader lost its session"
     # the longest silence a surviving direct client saw around the kill
     gap = 0.0
     for cl in clients[:6]:
         ts = [e.t for e in cl.events]
         around = [y - x for x, y in zip(ts, ts[1:]) if y >= t_kill and x <= t_kill + 5]
         gap = max([gap] + around)
+    leaders_after = r.leaders(others)
     extra = dict(write_stats(writers), **lat_extra(clients, writers))
     extra.update({"killed": leader.name, "new_leader": new_leader.name,
                   "takeover_s": round(takeover_s, 3),
                   "leader_metric_after_s": round(metric_takeover_s, 3),
+                  "session_loss_takeover_s": round(retake_s, 3),
+                  "leader_at_end": [s.name for s in leaders_after],
                   "max_delivery_gap_s": round(gap, 3)})
     assert_clean("leader-sigkill", clients, rows, acked(writers), r.epoch(), extra=extra)
-    assert len(r.leaders(others)) == 1, "not exactly one leader after the takeover"
+    assert len(leaders_after) == 1, "not exactly one leader at the end: %r" % leaders_after
     assert extra["write_errors"] == 0, [w.errors[:3] for w in writers]
     # issue #4 target: 1 s. Generous here (2 shared cores): 3 s.
     assert takeover_s <= 3.0, extra
+    assert retake_s <= 3.0, extra
 
 
 # ------------------------------------------------------------------------------------------------
