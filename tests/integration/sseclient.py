@@ -212,7 +212,7 @@ class SeqClient(threading.Thread):
     def __init__(self, target, project, name, include_claims=True, subject=None, drop=None,
                  max_s=60.0, max_connects=400, resume_via="header", reconnect_target=None,
                  retry_cap_s=1.0, rcvbuf=None, seed=None, read_timeout=0.2, last_id=None,
-                 extra_query="", rotate=None):
+                 extra_query="", rotate=None, extra_headers=(), keep_frames=False):
         super().__init__(daemon=True, name="sse-" + name)
         self.target = target
         self.project = project
@@ -230,6 +230,8 @@ class SeqClient(threading.Thread):
         self.rng = random.Random(seed if seed is not None else name)
         self.read_timeout = read_timeout
         self.extra_query = extra_query
+        self.extra_headers = list(extra_headers)  # sent on every connect (e.g. a raw id)
+        self.frames = [] if keep_frames else None  # (event, id, data) of every event frame
         self.last_id = last_id
         self.retry_ms = 3000
         self.start_seq = None                 # seq of the first `connected`
@@ -286,6 +288,7 @@ class SeqClient(threading.Thread):
                 q.append("last_event_id=" + self.last_id)
             else:
                 headers.append(("Last-Event-ID", self.last_id))
+        headers += self.extra_headers
         path = EVENTS_PATH + ("?" + "&".join(q) if q else "")
         lines = ["GET %s HTTP/1.1" % path] + ["%s: %s" % kv for kv in headers]
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
@@ -441,9 +444,12 @@ class SeqClient(threading.Thread):
             return
         now = time.monotonic()
         name = fr.event or "message"
+        if self.frames is not None and name != "heartbeat":
+            self.frames.append((name, fr.id, fr.text()))
         ident = parse_id(fr.id) if fr.has_id else None
         if ident is None and name != "heartbeat":
             self.frames_without_id += 1
+            return
         if ident is not None:
             self.epochs.add(ident[0])
         if name == "connected":
@@ -472,8 +478,7 @@ class SeqClient(threading.Thread):
         except ValueError:
             self.errors.append(("bad json", fr.text()[:200]))
         sess.n_events += 1
-        self.events.append(Event(ident[0] if ident else None, ident[1] if ident else None, name,
-                                 pid, now, sess.index))
+        self.events.append(Event(ident[0], ident[1], name, pid, now, sess.index))
 
 
 # ------------------------------------------------------------------------------------------------

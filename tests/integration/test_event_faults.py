@@ -17,7 +17,9 @@ says otherwise; clients cap the server's `retry:` at 1 s to keep the run short. 
 (a few hundred writes per scenario, 6-12 subscribers), every wait is bounded, and timing asserts
 are generous (2 shared cores); measured values are printed (run with -s to see them).
 
-Run: ENGRAMD=$PWD/build/engramd /usr/bin/python3 -m pytest -q -s tests/integration/test_event_faults.py
+Run (-s shows the numbers):
+    ENGRAMD=$PWD/build/engramd /usr/bin/python3 -m pytest -q -s \
+        tests/integration/test_event_faults.py
 """
 import json
 import os
@@ -345,7 +347,8 @@ def test_f4_postgres_restart_during_writes(rig, private_pg):
         deadline = time.monotonic() + 15
         while ready_status(srv) != 200 and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert ready_status(srv) == 200, "%s not ready within 15 s of PostgreSQL's restart" % srv.name
+        assert ready_status(srv) == 200, \
+            "%s not ready within 15 s of PostgreSQL's restart" % srv.name
     ready_again_s = time.monotonic() - t_up
     rows = finish(r, writers, clients)
     ack_times = sorted(t for w in writers for _, t in w.acked)
@@ -845,45 +848,22 @@ def test_l3_resume_backlog_larger_than_pending_cap(rig):
 # B14: resume edge cases
 # ------------------------------------------------------------------------------------------------
 class Probe:
-    """One short subscription: collects frames until `n_events` non-heartbeat events or timeout."""
+    """One short subscription (no reconnect) with the given raw headers and query: collects the
+    event frames (event, id, data) until `n_events` of them or `timeout`."""
 
     def __init__(self, srv, project, headers=(), query="", n_events=3, timeout=4.0):
-        self.c = SeqClient(srv.target, project, "probe", max_s=timeout, max_connects=1)
-        self.frames = []
-        orig = self.c._frame
-
-        def record(fr, sess, _orig=orig):
-            if fr.is_event and fr.event != "heartbeat":
-                self.frames.append((fr.event, fr.id, fr.text()))
-            _orig(fr, sess)
-        self.c._frame = record
-        self.c.last_id = None
-        self.headers = list(headers)
-        self.query = query
+        self.c = SeqClient(srv.target, project, "probe", max_s=timeout, max_connects=1,
+                           extra_headers=headers, extra_query=query, keep_frames=True)
         self.n_events = n_events
         self.timeout = timeout
 
     def start(self):
-        c = self.c
-        base = c._request
-
-        def req(sess):
-            raw = base(sess).decode("latin-1")
-            head, _, _ = raw.partition("\r\n\r\n")
-            line0, _, rest = head.partition("\r\n")
-            if self.query:
-                meth, path, ver = line0.split(" ")
-                path += ("&" if "?" in path else "?") + self.query
-                line0 = " ".join((meth, path, ver))
-            extra = "".join("\r\n%s: %s" % kv for kv in self.headers)
-            return (line0 + "\r\n" + rest + extra + "\r\n\r\n").encode("latin-1")
-        c._request = req
         self.deadline = time.monotonic() + self.timeout
-        c.start()
+        self.c.start()
         return self
 
     def collect(self):
-        while time.monotonic() < self.deadline and len(self.frames) < self.n_events:
+        while time.monotonic() < self.deadline and len(self.c.frames) < self.n_events:
             time.sleep(0.02)
         self.c.stop()
         self.c.join(timeout=5)
@@ -891,6 +871,10 @@ class Probe:
 
     def run(self):
         return self.start().collect()
+
+    @property
+    def frames(self):
+        return list(self.c.frames)
 
     @property
     def status(self):
