@@ -203,6 +203,15 @@ def lat_extra(clients, writers):
             "latency_max_s": round(mx, 3) if mx is not None else None}
 
 
+def _sanitized(srv):
+    """True when engramd runs with AddressSanitizer (its RSS then includes ASan's own memory)."""
+    try:
+        with open("/proc/%d/maps" % srv.pid) as f:
+            return "libasan" in f.read()
+    except OSError:
+        return False
+
+
 def ready_status(srv, timeout=1.0):
     try:
         return one_request(srv.host, srv.port, "GET", "/health/ready", timeout=timeout).status
@@ -806,8 +815,12 @@ def test_l3_slow_consumers(rig):
     for c in fast:
         assert len(c.sessions) == 1, (c.label, [s.how for s in c.sessions])
     assert extra["latency_p99_s"] < 3.0, extra  # generous: 2 shared cores
-    # 2. bounded: unsent frames are capped per subscriber (today 256 KiB), not kept whole
-    assert rss_max[0] - rss0 < 32 * 1024, extra
+    # 2. bounded: unsent frames are capped per subscriber (today 256 KiB), not kept whole. A
+    # sanity bound, not a tight one: the kernel's send buffers absorb most of the backlog, so
+    # an unbounded queue would add only ~1 MB per slow client at this volume; measured growth
+    # is ~1 MB in the plain build and ~35 MB under ASan (quarantine and shadow memory).
+    limit_mib = 96 if _sanitized(srv) else 16
+    assert rss_max[0] - rss0 < limit_mib * 1024, (limit_mib, extra)
     # 3. the slow clients: everything, in order, once, across their reconnects
     assert_clean("L3-slow-clients", slow, rows, acked(writers), r.epoch(), extra=extra)
 
