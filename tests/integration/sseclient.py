@@ -488,7 +488,7 @@ class Writer(threading.Thread):
     """POST /api/v1/memories over one keep-alive connection; `acked` = [(memory id, ack time)]."""
 
     def __init__(self, target, project, tag, count, pause=0.0, max_s=30.0, text_len=0,
-                 timeout=5.0, subject=None):
+                 timeout=5.0, subject=None, claims=False):
         super().__init__(daemon=True, name="writer-" + tag)
         self.target = target
         self.project = project
@@ -499,6 +499,9 @@ class Writer(threading.Thread):
         self.text_len = text_len
         self.timeout = timeout
         self.subject = subject or "s-" + tag
+        # claims: texts the heuristic extractor turns into claims (memory.created, then
+        # claim.created/slot.updated, and claim.retracted when a slot's value changes)
+        self.claims = claims
         self.acked = []
         self.errors = []
         self.statuses = {}
@@ -571,9 +574,15 @@ class Writer(threading.Thread):
         for i in range(self.count):
             if self._halt.is_set() or time.monotonic() > deadline:
                 break
-            body = json.dumps({"subject_id": self.subject,
-                               "text": "w %s #%d %s%s" % (self.tag, i, uuid.uuid4().hex[:8], pad),
-                               "no_supersede": True}).encode()
+            if self.claims:
+                body = json.dumps({"subject_id": self.subject,
+                                   "text": "I live in City%s%d." % (uuid.uuid4().hex[:6], i)})
+            else:
+                body = json.dumps({"subject_id": self.subject,
+                                   "text": "w %s #%d %s%s" % (self.tag, i, uuid.uuid4().hex[:8],
+                                                              pad),
+                                   "no_supersede": True})
+            body = body.encode()
             try:
                 status, rbody = self.post(body)
                 self.statuses[status] = self.statuses.get(status, 0) + 1
