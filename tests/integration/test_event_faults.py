@@ -458,6 +458,11 @@ def test_f6_drain_and_kill_with_open_streams(rig):
                   "killed_streams_ended": sum(1 for s in on_b if s.how in ("eof", "rst")),
                   "reconnect_gap_p50_s": round(percentile(gaps, 0.5), 3) if gaps else None,
                   "reconnect_gap_max_s": round(gaps[-1], 3) if gaps else None})
+    # which hop answered the failed writes (HAProxy log: backend/server, status, termination)
+    failed = [ln for ln in r.lb.log_text().splitlines()
+              if "be_engram_api" in ln and any(" %d " % st in ln for st in (500, 502, 503, 504))]
+    print("\n[F6-drain+kill] writer errors %r\n  haproxy: %s"
+          % ([e for w in writers for e in w.errors][:5], "\n  haproxy: ".join(failed[:5])))
     assert_clean("F6-drain+kill", clients, rows, acked(writers), r.epoch(), extra=extra)
     assert rc == 0, "drained instance exited %s:\n%s" % (rc, a.log_tail())
     # every stream on A ended cleanly after SIGTERM with a retry: hint; B's streams just died
