@@ -25,8 +25,10 @@
 #include "engram/obs.h"
 
 #define CONNECT_TIMEOUT_MS 3000
-#define BACKOFF_MIN_MS     100
-#define BACKOFF_MAX_MS     5000
+/* A probe unanswered this long means a hung server (SIGSTOP, blackhole): reconnect. */
+#define PROBE_DEADLINE_MS 2000
+#define BACKOFF_MIN_MS    100
+#define BACKOFF_MAX_MS    5000
 
 enum redis_state {
     R_DOWN,
@@ -464,13 +466,14 @@ static void on_timer(uv_timer_t *t)
             break;
         }
         if (r->hooks.is_subscriber) {
-            /* Heartbeats come every ping_ms while the command connection is up. */
-            if (uv_now(r->loop) - r->last_rx_ms >= 3 * r->ping_ms + CONNECT_TIMEOUT_MS) {
+            /* Heartbeats come every ping_ms while the command connection is up: three missed
+             * ones mean the path is broken (INTEGRATION.md §1.4). */
+            if (uv_now(r->loop) - r->last_rx_ms > 3 * r->ping_ms) {
                 drop_context(r, "no heartbeat arrived on the subscriber connection");
                 break;
             }
         } else if (r->ping_outstanding) {
-            if (uv_now(r->loop) - r->ping_sent_ms >= r->ping_ms + CONNECT_TIMEOUT_MS) {
+            if (uv_now(r->loop) - r->ping_sent_ms >= PROBE_DEADLINE_MS) {
                 drop_context(r, "redis did not answer PING in time");
                 break;
             }
