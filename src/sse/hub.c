@@ -971,6 +971,20 @@ static void on_hub_timer_closed(uv_handle_t *handle)
 
 void eg_sse_hub_close(struct eg_sse_hub *h, void (*on_closed)(void *data), void *data)
 {
+    /* Every subscription has ended; a topic kept only by a log read in flight goes now, its
+     * read detached (the pool closes after the hub and would call back into freed memory). */
+    for (size_t b = 0; b < TOPIC_BUCKETS; b++) {
+        struct topic *next;
+
+        for (struct topic *t = h->buckets[b]; t != NULL; t = next) {
+            next = t->next;
+            if (t->q != NULL) {
+                eg_db_query_cancel(t->q);
+                t->q = NULL;
+            }
+            topic_free_if_unused(t);
+        }
+    }
     h->on_closed = on_closed;
     h->closed_data = data;
     h->closing = 3;
