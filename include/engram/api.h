@@ -19,6 +19,7 @@
 #include "engram/sse.h"
 
 struct eg_api_metrics;
+struct eg_api_auth;
 
 struct eg_app {
     uv_loop_t *loop;
@@ -29,6 +30,7 @@ struct eg_app {
     struct eg_sse_hub *sse;
     struct eg_redis *redis; /* NULL without REDIS_URL */
     struct eg_api_metrics *metrics;
+    struct eg_api_auth *auth; /* NULL with ENGRAM_AUTH=off */
     bool is_draining;
     int schema_required;
     const char *version;
@@ -38,6 +40,14 @@ struct eg_app {
 /** Allocates the metrics registry for app (freed by eg_api_fini). */
 void eg_api_init(struct eg_app *app);
 void eg_api_fini(struct eg_app *app);
+
+/**
+ * Starts API-key authentication when cfg->auth_enabled (the key cache and the revocation sweep
+ * over app->db), or logs the loud warning that it is off. Call after app->db and app->sse exist.
+ */
+void eg_api_auth_start(struct eg_app *app);
+/** Stops the sweep and frees the cache (its timer closes through the loop). Idempotent. */
+void eg_api_auth_stop(struct eg_app *app);
 
 /** The HTTP handler (eg_http_handler_fn): routes r and runs its handler. data is the app. */
 void eg_api_handle(struct eg_http_req *r, void *data);

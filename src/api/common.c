@@ -660,7 +660,22 @@ void eg__api_wrote(struct eg_app *app)
 
 struct api_req {
     const char *project;
+    const struct eg_auth_principal *principal;
 };
+
+static struct api_req *api_req_of(struct eg_http_req *r)
+{
+    struct api_req *ar = r->user;
+
+    if (ar == NULL) {
+        ar = eg_arena_alloc(&r->arena, sizeof(*ar));
+        if (ar == NULL)
+            return NULL;
+        memset(ar, 0, sizeof(*ar));
+        r->user = ar;
+    }
+    return ar;
+}
 
 const char *eg__api_project(struct eg_http_req *r)
 {
@@ -671,13 +686,37 @@ const char *eg__api_project(struct eg_http_req *r)
 
 void eg__api_set_project(struct eg_http_req *r, const char *project)
 {
+    struct api_req *ar = api_req_of(r);
+
+    if (ar != NULL)
+        ar->project = project;
+}
+
+const struct eg_auth_principal *eg__api_principal(struct eg_http_req *r)
+{
     struct api_req *ar = r->user;
 
-    if (ar == NULL) {
-        ar = eg_arena_alloc(&r->arena, sizeof(*ar));
-        if (ar == NULL)
-            return;
-        r->user = ar;
-    }
-    ar->project = project;
+    return ar != NULL ? ar->principal : NULL;
+}
+
+const char *eg__api_key_id(struct eg_http_req *r)
+{
+    const struct eg_auth_principal *p = eg__api_principal(r);
+
+    return p != NULL ? p->key_id : NULL;
+}
+
+int eg__api_set_principal(struct eg_http_req *r, const struct eg_auth_principal *p)
+{
+    struct api_req *ar = api_req_of(r);
+    struct eg_auth_principal *copy;
+
+    if (ar == NULL)
+        return EG_ELIMIT;
+    copy = eg_arena_alloc(&r->arena, sizeof(*copy));
+    if (copy == NULL)
+        return EG_ELIMIT;
+    *copy = *p;
+    ar->principal = copy;
+    return 0;
 }
