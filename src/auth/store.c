@@ -8,14 +8,14 @@
 
 #include <string.h>
 
-/* The public form of a key row k (never key_hash). */
+/* The public form of a key row k (never key_hash), as compact JSON (row_to_json adds no spaces). */
 #define KEY_JSON                                                                                   \
-    "json_build_object('id', k.id, 'project_id', k.project_id, 'name', k.name, "                   \
-    "'prefix', k.prefix, 'scopes', to_json(k.scopes), 'created_at', eg_ts(k.created_at), "         \
-    "'expires_at', eg_ts(k.expires_at), 'revoked_at', eg_ts(k.revoked_at), "                       \
-    "'created_by', k.created_by, 'replaced_by', k.replaced_by, 'status', "                         \
+    "(SELECT row_to_json(x) FROM (SELECT k.id, k.project_id, k.name, k.prefix, k.scopes, "         \
+    "eg_ts(k.created_at) AS created_at, eg_ts(k.expires_at) AS expires_at, "                       \
+    "eg_ts(k.revoked_at) AS revoked_at, k.created_by, k.replaced_by, "                             \
     "CASE WHEN k.revoked_at IS NOT NULL THEN 'revoked' "                                           \
-    "WHEN k.expires_at IS NOT NULL AND k.expires_at <= now() THEN 'expired' ELSE 'active' END)"
+    "WHEN k.expires_at IS NOT NULL AND k.expires_at <= now() THEN 'expired' "                      \
+    "ELSE 'active' END AS status) x)"
 
 static struct eg_db_stmt st_create = {
     "auth_key_create",
@@ -32,7 +32,8 @@ static struct eg_db_stmt st_create = {
 
 static struct eg_db_stmt st_list = {
     "auth_key_list",
-    "SELECT COALESCE(json_agg(" KEY_JSON " ORDER BY k.created_at, k.id), '[]')::text "
+    "SELECT '[' || COALESCE(string_agg(" KEY_JSON "::text, ',' ORDER BY k.created_at, k.id), "
+    "'') || ']' "
     "FROM (SELECT * FROM api_keys WHERE $1::text IS NULL OR project_id = $1 "
     "ORDER BY created_at, id LIMIT 10000) k",
     1,
