@@ -608,3 +608,28 @@ def test_cors_wildcard_and_off(engram):
                     [("Origin", "http://localhost:3000"), ("x-project-id", "p")])
     assert r.status == 200 and r.header("access-control-allow-origin") is None
     assert r.header("vary") is None
+
+
+# ------------------------------------------------------------------------------------------------
+# ops/run: the first start prints an admin key once
+# ------------------------------------------------------------------------------------------------
+def test_ops_run_first_admin_key(srv):
+    from conftest import REPO, engramd_path
+    script = (
+        'log() { printf "ops/run: %s\\n" "$*" >&2; }; die() { log "error: $*"; exit 1; }; '
+        'base_url() { echo http://127.0.0.1:1; }; '
+        'eval "$(sed -n "/^first_admin_key()/,/^}/p" "$REPO/ops/run")"; first_admin_key')
+    env = engram_env(db_url=srv.cluster.url(srv.db),
+                     extra={"ENGRAMD": engramd_path(), "REPO": str(REPO), "ENGRAM_AUTH": None})
+    first = subprocess.run(["bash", "-c", script], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=60)
+    assert first.returncode == 0, first.stderr
+    found = re.findall(rb"eg_[0-9a-z]{8}_[0-9A-Za-z]{43}", first.stderr)
+    assert len(found) == 1 and first.stdout == b"", first.stderr
+    key = found[0].decode()
+    r = KeyApi(srv, key).get("/admin/keys")
+    assert r.status == 200 and r.json["keys"][0]["project_id"] == "default-project"
+    second = subprocess.run(["bash", "-c", script], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, timeout=60)
+    assert second.returncode == 0 and b"already has an admin key" in second.stderr
+    assert not re.findall(rb"eg_[0-9a-z]{8}_", second.stderr)
