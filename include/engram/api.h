@@ -30,7 +30,7 @@ struct eg_app {
     struct eg_sse_hub *sse;
     struct eg_redis *redis; /* NULL without REDIS_URL */
     struct eg_api_metrics *metrics;
-    struct eg_api_auth *auth; /* NULL with ENGRAM_AUTH=off */
+    struct eg_api_auth *auth; /* key cache and sweeps; NULL before start and after stop */
     bool is_draining;
     int schema_required;
     const char *version;

@@ -49,6 +49,10 @@ struct eg_config {
     size_t auth_cache_size;     /* ENGRAM_AUTH_CACHE_SIZE: validated keys kept in memory */
     uint64_t auth_sweep_ms;     /* ENGRAM_AUTH_SWEEP_MS: revocation poll (closes streams) */
     char cors_origins[2048];    /* ENGRAM_CORS_ORIGINS: "*" or comma-separated origins */
+    uint64_t idempotency_ttl_s; /* ENGRAM_IDEMPOTENCY_TTL_S: how long a stored response replays */
+    /* fault hooks for the idempotency tests (RELIABILITY.md §2.0); never set in production */
+    uint64_t test_idem_hold_ms; /* ENGRAM_TEST_IDEM_HOLD_MS: hold the claimed key this long */
+    bool test_idem_crash_after_commit; /* ENGRAM_TEST_IDEM_CRASH_AFTER_COMMIT: SIGKILL self */
     /* CORE's application settings */
     char default_project_id[256]; /* CORE_DEFAULT_PROJECT_ID */
     char ai_mode[32];             /* CORE_AI_MODE, trimmed and lower-cased */

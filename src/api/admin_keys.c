@@ -133,6 +133,7 @@ static void on_created(struct eg_app *app, struct eg_http_req *r, const struct e
     struct keys_ctx *c = data;
     const char *row;
     struct eg_buf b;
+    int rc;
 
     (void)app;
     if (keys_db_failed(r, rep))
@@ -143,13 +144,14 @@ static void on_created(struct eg_app *app, struct eg_http_req *r, const struct e
         return;
     }
     eg_buf_init(&b, 64 * 1024);
-    if (eg_auth_json_with_key(&b, row, c->key.key) < 0)
+    rc = eg_auth_json_with_key(&b, row, c->key.key);
+    /* Wiped before responding: answering may free the request's arena at once. */
+    memset(c->key.key, 0, sizeof(c->key.key));
+    if (rc < 0)
         eg_http_respond_error(r, 500, "server_error");
     else
         respond_text(r, 201, &b);
     eg_buf_fini(&b);
-    /* The key text lives in the arena until the request ends; wipe it once it is sent. */
-    memset(c->key.key, 0, sizeof(c->key.key));
 }
 
 void eg__api_keys_create(struct eg_app *app, struct eg_http_req *r)
@@ -244,7 +246,6 @@ void eg__api_keys_create(struct eg_app *app, struct eg_http_req *r)
 static void on_revoked(struct eg_app *app, struct eg_http_req *r, const struct eg_db_reply *rep,
                        void *data)
 {
-    const PGresult *res;
     const char *row;
     json_t *j;
 
@@ -257,8 +258,6 @@ static void on_revoked(struct eg_app *app, struct eg_http_req *r, const struct e
         return;
     }
     /* Apply it here at once; other instances pick it up in their next sweep. */
-    res = rep->results[0];
-    (void)res;
     j = json_loads(row, 0, NULL);
     if (j != NULL && json_is_string(json_object_get(j, "id")))
         eg__api_key_revoked(app, json_string_value(json_object_get(j, "id")));
@@ -312,12 +311,12 @@ static void on_rotated(struct eg_app *app, struct eg_http_req *r, const struct e
         if (rc == 0)
             rc = eg_buf_puts(&b, "}");
     }
+    memset(c->key.key, 0, sizeof(c->key.key));
     if (rc < 0)
         eg_http_respond_error(r, 500, "server_error");
     else
         respond_text(r, 200, &b);
     eg_buf_fini(&b);
-    memset(c->key.key, 0, sizeof(c->key.key));
 }
 
 void eg__api_keys_rotate(struct eg_app *app, struct eg_http_req *r)

@@ -163,6 +163,30 @@ int eg__api_batch_add_audit(struct eg_db_batch *b, struct eg_http_req *r, const 
 /** ids_json for one id (arena); NULL at the ceiling. */
 const char *eg__api_one_id_json(struct eg_http_req *r, const char *id);
 
+/* ---- idempotency (src/api/idempotency.c) --------------------------------------------------- */
+
+struct eg__api_idem;
+/** Runs a routed request's handler (data: the router's). */
+typedef void eg__api_route_fn(struct eg_app *app, struct eg_http_req *r, void *data);
+
+/**
+ * When r is a POST, PATCH or DELETE with an Idempotency-Key: answers r (400 for a bad key, a
+ * replay, 422, 503) or runs run(app, r, data) once the key is known to be new, with r's next
+ * write batch claiming the key. Returns false when r has no such key (the caller runs it).
+ */
+bool eg__api_idem_begin(struct eg_app *app, struct eg_http_req *r, eg__api_route_fn *run,
+                        void *data);
+/**
+ * eg__api_db's hook: when r claimed a key, runs b as the two-part transaction that also stores
+ * the response, and returns true; otherwise false.
+ */
+bool eg__api_idem_db(struct eg_app *app, struct eg_http_req *r, const struct eg_db_batch *b,
+                     eg__api_db_fn *fn, void *data);
+/** Adds the pruning of responses older than ttl_s seconds (text) to b. */
+int eg__api_idem_batch_prune(struct eg_db_batch *b, const char *ttl_s);
+struct eg__api_idem *eg__api_get_idem(struct eg_http_req *r);
+int eg__api_set_idem(struct eg_http_req *r, struct eg__api_idem *im);
+
 /* src/api/admin_keys.c: /admin/keys (admin scope). */
 void eg__api_keys_list(struct eg_app *app, struct eg_http_req *r);
 void eg__api_keys_create(struct eg_app *app, struct eg_http_req *r);

@@ -41,6 +41,10 @@ struct eg_api_auth {
     uv_timer_t sweep_timer;
     struct eg_db_query *sweep_q;
     struct eg_db_batch sweep_batch;
+    struct eg_db_query *prune_q;
+    struct eg_db_batch prune_batch;
+    char prune_ttl[24];
+    uint64_t ticks;
     char since[64]; /* the database's now() at the last sweep; "" before the first */
     bool has_since;
     bool is_closing;
@@ -143,7 +147,8 @@ static void on_lookup(struct eg_app *app, struct eg_http_req *r, const struct eg
     snprintf(p.prefix, sizeof(p.prefix), "%s", PQgetvalue(res, 0, 4));
     p.scopes = (unsigned)mask;
     p.expires_wall_ms = (int64_t)eg_db_get_ll(res, 0, 5, 0);
-    eg_auth_cache_put(app->auth->cache, ax->hash, &p, eg_mono_ns());
+    if (app->auth != NULL && app->auth->cache != NULL)
+        eg_auth_cache_put(app->auth->cache, ax->hash, &p, eg_mono_ns());
     if (eg__api_set_principal(r, &p) < 0) {
         eg_http_respond_error(r, 413, "payload_too_large");
         return;
@@ -191,7 +196,7 @@ void eg__api_key_revoked(struct eg_app *app, const char *key_id)
 {
     size_t ended = 0;
 
-    if (app->auth == NULL)
+    if (app->auth == NULL || app->auth->cache == NULL)
         return;
     eg_auth_cache_drop_key(app->auth->cache, key_id);
     if (app->sse != NULL)
@@ -222,11 +227,34 @@ static void on_sweep(const struct eg_db_reply *rep, void *data)
     }
 }
 
+static void on_prune(const struct eg_db_reply *rep, void *data)
+{
+    struct eg_api_auth *a = data;
+
+    (void)rep; /* the next round retries */
+    a->prune_q = NULL;
+}
+
+/* About once a minute per instance: stored idempotent responses past their retention. */
+static void maybe_prune(struct eg_api_auth *a, uint64_t interval_ms)
+{
+    if (++a->ticks % (60000 / interval_ms + 1) != 1 || a->prune_q != NULL)
+        return;
+    snprintf(a->prune_ttl, sizeof(a->prune_ttl), "%llu",
+             (unsigned long long)a->app->cfg->idempotency_ttl_s);
+    a->prune_batch.count = 0;
+    eg__api_idem_batch_prune(&a->prune_batch, a->prune_ttl);
+    a->prune_q = eg_db_submit(a->app->db, &a->prune_batch, on_prune, a);
+}
+
 static void on_sweep_timer(uv_timer_t *t)
 {
     struct eg_api_auth *a = t->data;
 
-    if (a->sweep_q != NULL || a->app->db == NULL || !eg_db_pool_is_live(a->app->db))
+    if (a->app->db == NULL || !eg_db_pool_is_live(a->app->db))
+        return;
+    maybe_prune(a, a->app->cfg->auth_sweep_ms);
+    if (a->cache == NULL || a->sweep_q != NULL)
         return;
     a->sweep_batch.count = 0;
     eg_auth_batch_sweep(&a->sweep_batch, a->has_since ? a->since : NULL);
@@ -237,15 +265,15 @@ void eg_api_auth_start(struct eg_app *app)
 {
     struct eg_api_auth *a;
 
-    if (!app->cfg->auth_enabled) {
+    if (!app->cfg->auth_enabled)
         eg_log(EG_LOG_WARN,
                "AUTHENTICATION IS OFF (ENGRAM_AUTH=off): every client can read and write every "
                "project. Use this for development only.");
-        return;
-    }
     a = eg_calloc(1, sizeof(*a));
     a->app = app;
-    a->cache = eg_auth_cache_new(app->cfg->auth_cache_size, app->cfg->auth_cache_ttl_ms);
+    /* Without auth the timer only prunes idempotency records. */
+    if (app->cfg->auth_enabled)
+        a->cache = eg_auth_cache_new(app->cfg->auth_cache_size, app->cfg->auth_cache_ttl_ms);
     uv_timer_init(app->loop, &a->sweep_timer);
     a->sweep_timer.data = a;
     uv_timer_start(&a->sweep_timer, on_sweep_timer, app->cfg->auth_sweep_ms,
@@ -270,7 +298,10 @@ void eg_api_auth_stop(struct eg_app *app)
     a->is_closing = true;
     if (a->sweep_q != NULL)
         eg_db_query_cancel(a->sweep_q);
+    if (a->prune_q != NULL)
+        eg_db_query_cancel(a->prune_q);
     a->sweep_q = NULL;
+    a->prune_q = NULL;
     uv_close((uv_handle_t *)&a->sweep_timer, on_sweep_timer_closed);
     app->auth = NULL;
 }

@@ -615,7 +615,11 @@ static void on_api_query_cleanup(void *data)
 void eg__api_db(struct eg_app *app, struct eg_http_req *r, const struct eg_db_batch *b,
                 eg__api_db_fn *fn, void *data)
 {
-    struct api_query *aq = eg_arena_alloc(&r->arena, sizeof(*aq));
+    struct api_query *aq;
+
+    if (eg__api_idem_db(app, r, b, fn, data))
+        return;
+    aq = eg_arena_alloc(&r->arena, sizeof(*aq));
 
     if (aq == NULL || eg_arena_defer(&r->arena, on_api_query_cleanup, aq) < 0) {
         eg_http_respond_error(r, 413, "payload_too_large");
@@ -661,6 +665,7 @@ void eg__api_wrote(struct eg_app *app)
 struct api_req {
     const char *project;
     const struct eg_auth_principal *principal;
+    struct eg__api_idem *idem;
 };
 
 static struct api_req *api_req_of(struct eg_http_req *r)
@@ -718,5 +723,22 @@ int eg__api_set_principal(struct eg_http_req *r, const struct eg_auth_principal 
         return EG_ELIMIT;
     *copy = *p;
     ar->principal = copy;
+    return 0;
+}
+
+struct eg__api_idem *eg__api_get_idem(struct eg_http_req *r)
+{
+    struct api_req *ar = r->user;
+
+    return ar != NULL ? ar->idem : NULL;
+}
+
+int eg__api_set_idem(struct eg_http_req *r, struct eg__api_idem *im)
+{
+    struct api_req *ar = api_req_of(r);
+
+    if (ar == NULL)
+        return EG_ELIMIT;
+    ar->idem = im;
     return 0;
 }

@@ -335,6 +335,8 @@ struct routed {
     char allow[128];
 };
 
+static void run_route(struct eg_app *app, struct eg_http_req *r, void *data);
+
 static void dispatch(struct eg_app *app, struct eg_http_req *r, const struct eg_auth_principal *p,
                      void *data)
 {
@@ -400,7 +402,17 @@ static void dispatch(struct eg_app *app, struct eg_http_req *r, const struct eg_
         eg_http_respond_error(r, 413, "payload_too_large");
         return;
     }
-    switch (route->id) {
+    /* Key management answers carry new key text, which must never be stored: no replays. */
+    if (route->id < R_KEYS_LIST && eg__api_idem_begin(app, r, run_route, rt))
+        return;
+    run_route(app, r, rt);
+}
+
+static void run_route(struct eg_app *app, struct eg_http_req *r, void *data)
+{
+    struct routed *rt = data;
+
+    switch (rt->route->id) {
     case R_EVENTS: eg__api_events(app, r); break;
     case R_MEM_LIST: eg__api_mem_list(app, r); break;
     case R_MEM_EXTRACT: eg__api_mem_extract(app, r); break;

@@ -198,6 +198,7 @@ int eg_config_load(struct eg_config *cfg, eg_config_getenv_fn *getenv_fn, void *
     cfg->auth_cache_ttl_ms = 500;
     cfg->auth_cache_size = 4096;
     cfg->auth_sweep_ms = 250;
+    cfg->idempotency_ttl_s = 86400;
     snprintf(cfg->default_project_id, sizeof(cfg->default_project_id), "default-project");
     snprintf(cfg->ai_mode, sizeof(cfg->ai_mode), "auto");
     cfg->use_retrieval_expand = true;
@@ -294,6 +295,12 @@ int eg_config_load(struct eg_config *cfg, eg_config_getenv_fn *getenv_fn, void *
         rc = get_u64(&x, "ENGRAM_AUTH_SWEEP_MS", 10, 1000, &cfg->auth_sweep_ms);
     if (rc == 0)
         rc = get_str(&x, "ENGRAM_CORS_ORIGINS", cfg->cors_origins, sizeof(cfg->cors_origins));
+    if (rc == 0)
+        rc = get_u64(&x, "ENGRAM_IDEMPOTENCY_TTL_S", 1, 30 * 86400, &cfg->idempotency_ttl_s);
+    if (rc == 0)
+        rc = get_u64(&x, "ENGRAM_TEST_IDEM_HOLD_MS", 0, 60000, &cfg->test_idem_hold_ms);
+    cfg->test_idem_crash_after_commit =
+        eg_config_core_bool(get(&x, "ENGRAM_TEST_IDEM_CRASH_AFTER_COMMIT"), false);
     /* CORE: an empty default project id counts as unset. */
     v = get(&x, "CORE_DEFAULT_PROJECT_ID");
     if (rc == 0 && v != NULL && v[0] != '\0')
