@@ -20,6 +20,7 @@
 
 struct eg_api_metrics;
 struct eg_api_auth;
+struct eg_api_rl;
 
 struct eg_app {
     uv_loop_t *loop;
@@ -31,6 +32,7 @@ struct eg_app {
     struct eg_redis *redis; /* NULL without REDIS_URL */
     struct eg_api_metrics *metrics;
     struct eg_api_auth *auth; /* key cache and sweeps; NULL before start and after stop */
+    struct eg_api_rl *rl;     /* rate limits; NULL when ENGRAM_RATE_LIMIT is 0 */
     bool is_draining;
     int schema_required;
     const char *version;

@@ -49,6 +49,9 @@ struct eg_config {
     size_t auth_cache_size;     /* ENGRAM_AUTH_CACHE_SIZE: validated keys kept in memory */
     uint64_t auth_sweep_ms;     /* ENGRAM_AUTH_SWEEP_MS: revocation poll (closes streams) */
     char cors_origins[2048];    /* ENGRAM_CORS_ORIGINS: "*" or comma-separated origins */
+    uint64_t rate_limit;        /* ENGRAM_RATE_LIMIT: requests per window per key; 0: off */
+    uint64_t rate_limit_window_s;  /* ENGRAM_RATE_LIMIT_WINDOW_S */
+    uint64_t rate_limit_instances; /* ENGRAM_RATE_LIMIT_INSTANCES: share of each without Redis */
     uint64_t idempotency_ttl_s; /* ENGRAM_IDEMPOTENCY_TTL_S: how long a stored response replays */
     /* fault hooks for the idempotency tests (RELIABILITY.md §2.0); never set in production */
     uint64_t test_idem_hold_ms; /* ENGRAM_TEST_IDEM_HOLD_MS: hold the claimed key this long */

@@ -187,6 +187,18 @@ int eg__api_idem_batch_prune(struct eg_db_batch *b, const char *ttl_s);
 struct eg__api_idem *eg__api_get_idem(struct eg_http_req *r);
 int eg__api_set_idem(struct eg_http_req *r, struct eg__api_idem *im);
 
+/* ---- rate limits (src/api/ratelimit.c) ---------------------------------------------------- */
+
+/** Creates the limiter from cfg (NULL when ENGRAM_RATE_LIMIT is 0). redis may be NULL. */
+struct eg_api_rl *eg__api_rl_new(const struct eg_config *cfg, struct eg_redis *redis);
+void eg__api_rl_free(struct eg_api_rl *rl);
+/**
+ * Counts r against who's window and adds the RateLimit and RateLimit-Policy headers. Returns
+ * true to go on, or false after answering 429 with Retry-After. Never waits for Redis.
+ */
+bool eg__api_rl_check(struct eg_app *app, struct eg_http_req *r, const char *who);
+uint64_t eg__api_rl_limited_total(const struct eg_app *app);
+
 /* src/api/admin_keys.c: /admin/keys (admin scope). */
 void eg__api_keys_list(struct eg_app *app, struct eg_http_req *r);
 void eg__api_keys_create(struct eg_app *app, struct eg_http_req *r);

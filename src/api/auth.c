@@ -271,6 +271,8 @@ void eg_api_auth_start(struct eg_app *app)
                "project. Use this for development only.");
     a = eg_calloc(1, sizeof(*a));
     a->app = app;
+    if (app->rl == NULL)
+        app->rl = eg__api_rl_new(app->cfg, app->redis);
     /* Without auth the timer only prunes idempotency records. */
     if (app->cfg->auth_enabled)
         a->cache = eg_auth_cache_new(app->cfg->auth_cache_size, app->cfg->auth_cache_ttl_ms);

@@ -158,6 +158,8 @@ void eg_api_fini(struct eg_app *app)
 {
     struct eg_api_metrics *m = app->metrics;
 
+    eg__api_rl_free(app->rl);
+    app->rl = NULL;
     if (m == NULL)
         return;
     for (int r = 0; r < ROUTE_SLOTS; r++) {
@@ -337,6 +339,27 @@ struct routed {
 
 static void run_route(struct eg_app *app, struct eg_http_req *r, void *data);
 
+/* Whom a request counts against: its API key, else its client address (arena; NULL at the cap). */
+static const char *rate_subject(struct eg_http_req *r, const struct eg_auth_principal *p)
+{
+    const char *peer;
+    const char *colon;
+    char *out;
+
+    if (p != NULL)
+        return p->key_id;
+    peer = eg_http_req_peer(r);
+    if (peer == NULL)
+        return NULL;
+    colon = strrchr(peer, ':');
+    out = eg_arena_alloc(&r->arena, strlen(peer) + 4);
+    if (out == NULL)
+        return NULL;
+    snprintf(out, strlen(peer) + 4, "ip:%.*s",
+             (int)(colon != NULL ? colon - peer : (long)strlen(peer)), peer);
+    return out;
+}
+
 static void dispatch(struct eg_app *app, struct eg_http_req *r, const struct eg_auth_principal *p,
                      void *data)
 {
@@ -344,6 +367,8 @@ static void dispatch(struct eg_app *app, struct eg_http_req *r, const struct eg_
     const struct eg_http_route *route = rt->route;
     const char *project;
 
+    if (app->rl != NULL && !eg__api_rl_check(app, r, rate_subject(r, p)))
+        return;
     if (p != NULL) {
         /* The key's project is authoritative; naming another one is refused, not ignored. */
         const char *named = project_header(r);

@@ -199,6 +199,8 @@ int eg_config_load(struct eg_config *cfg, eg_config_getenv_fn *getenv_fn, void *
     cfg->auth_cache_size = 4096;
     cfg->auth_sweep_ms = 250;
     cfg->idempotency_ttl_s = 86400;
+    cfg->rate_limit_window_s = 60;
+    cfg->rate_limit_instances = 1;
     snprintf(cfg->default_project_id, sizeof(cfg->default_project_id), "default-project");
     snprintf(cfg->ai_mode, sizeof(cfg->ai_mode), "auto");
     cfg->use_retrieval_expand = true;
@@ -295,6 +297,12 @@ int eg_config_load(struct eg_config *cfg, eg_config_getenv_fn *getenv_fn, void *
         rc = get_u64(&x, "ENGRAM_AUTH_SWEEP_MS", 10, 1000, &cfg->auth_sweep_ms);
     if (rc == 0)
         rc = get_str(&x, "ENGRAM_CORS_ORIGINS", cfg->cors_origins, sizeof(cfg->cors_origins));
+    if (rc == 0)
+        rc = get_u64(&x, "ENGRAM_RATE_LIMIT", 0, 100000000, &cfg->rate_limit);
+    if (rc == 0)
+        rc = get_u64(&x, "ENGRAM_RATE_LIMIT_WINDOW_S", 1, 86400, &cfg->rate_limit_window_s);
+    if (rc == 0)
+        rc = get_u64(&x, "ENGRAM_RATE_LIMIT_INSTANCES", 1, 1000, &cfg->rate_limit_instances);
     if (rc == 0)
         rc = get_u64(&x, "ENGRAM_IDEMPOTENCY_TTL_S", 1, 30 * 86400, &cfg->idempotency_ttl_s);
     if (rc == 0)
