@@ -85,7 +85,7 @@ struct eg_http_req {
     struct eg_buf resp_headers; /* extra "Name: value\r\n" lines */
     struct eg_buf resp_body;
     bool has_responded;
-    bool is_held;              /* private: eg_http_hold; the response waits for release */
+    bool is_held;             /* private: eg_http_hold; the response waits for release */
     bool is_streaming;        /* private: chunked response written over time */
     bool stream_head_sent;    /* private */
     bool stream_ended;        /* private */
