@@ -609,6 +609,7 @@ struct wphase {
     double t_end;
     uint64_t srv_ticks0;
     uint64_t load_ticks0;
+    uint64_t all_ticks0;
     char loadavg[64];
 };
 
@@ -738,6 +739,23 @@ static uint64_t load_ticks(void)
     for (i = 0; i < O.procs; i++)
         t += proc_ticks(C.pids[i]);
     return t;
+}
+
+/* Busy ticks of the whole machine (user, nice, system, irq, softirq, steal). */
+static uint64_t machine_ticks(void)
+{
+    unsigned long long v[8] = {0};
+    FILE *f = fopen("/proc/stat", "r");
+    int n;
+
+    if (f == NULL)
+        return 0;
+    n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+               &v[4], &v[5], &v[6], &v[7]);
+    fclose(f);
+    if (n != 8)
+        return 0;
+    return v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
 }
 
 static void read_loadavg(char *out, size_t cap)
@@ -1019,6 +1037,7 @@ static void coord_phase_start(void)
     wp->t_start = now_mono_s();
     wp->srv_ticks0 = server_ticks();
     wp->load_ticks0 = load_ticks();
+    wp->all_ticks0 = machine_ticks();
     read_loadavg(wp->loadavg, sizeof(wp->loadavg));
     coord_set_state(C_WRITING);
     fprintf(stderr, "ssebench: phase %u: %.2f events/s for %.0f s to %" PRIu64 " subscribers\n",
@@ -1054,6 +1073,8 @@ static void coord_print_phase(void)
     long clk = sysconf(_SC_CLK_TCK);
     double srv_s = (double)(server_ticks() - wp->srv_ticks0) / (double)clk;
     double load_s = (double)(load_ticks() - wp->load_ticks0) / (double)clk;
+    double all_s = (double)(machine_ticks() - wp->all_ticks0) / (double)clk;
+    double other_s = all_s - srv_s - load_s;
     double wall = now_mono_s() - wp->t_start;
     uint64_t p99 = ssb_hist_quantile(a->hist, 0.99);
     bool is_ok = a->received == wp->expected && a->lost == 0 && a->dup == 0 && a->ooo == 0 &&
@@ -1068,7 +1089,7 @@ static void coord_print_phase(void)
            ",\"deliveries_per_s\":%.1f,\"p50_us\":%" PRIu64 ",\"p90_us\":%" PRIu64
            ",\"p99_us\":%" PRIu64 ",\"max_us\":%" PRIu64 ",\"post_p50_us\":%" PRIu64
            ",\"post_p99_us\":%" PRIu64 ",\"server_cpu_pct\":%.1f,\"server_cpu_us_per_delivery\":%.2f,"
-           "\"load_cpu_pct\":%.1f,\"loadavg\":\"%s\",\"ok\":%s}\n",
+           "\"load_cpu_pct\":%.1f,\"other_cpu_pct\":%.1f,\"loadavg\":\"%s\",\"ok\":%s}\n",
            O.label, O.kind, C.phase, O.phases[C.phase].is_ramp ? "true" : "false",
            O.phases[C.phase].rate, dur, wp->live_subs, wp->planned, wp->sent, wp->acked,
            wp->status_err, wp->net_err, wp->max_backlog, wp->expected, a->received, a->lost, a->dup,
@@ -1077,6 +1098,7 @@ static void coord_print_phase(void)
            ssb_hist_quantile(a->hist, 1.0), ssb_hist_quantile(wp->post_hist, 0.50),
            ssb_hist_quantile(wp->post_hist, 0.99), 100.0 * srv_s / wall,
            a->received > 0 ? srv_s * 1e6 / (double)a->received : 0, 100.0 * load_s / wall,
+           other_s > 0 ? 100.0 * other_s / wall : 0.0,
            wp->loadavg, is_ok ? "true" : "false");
     fflush(stdout);
     fprintf(stderr,
