@@ -21,7 +21,8 @@
 #   BENCH_SSE_RAMP="2 3 4 5 6 7 8 10 12"      events/s steps; BENCH_SSE_RAMP_SECS=10
 #   BENCH_SSE_MAX_P99_MS=1000 BENCH_SSE_DRAIN=5
 #   BENCH_SSE_CATCHUP_MS=                     ENGRAM_SSE_CATCHUP_MS for the cluster (engramd's default)
-#   BENCH_LOAD_CPUS=1 BENCH_SERVER_CPUS=0     taskset lists (empty: no pinning); nchan: BENCH_NCHAN_CPUS=
+#   BENCH_LOAD_CPUS=1 BENCH_SERVER_CPUS=0     taskset lists (empty: no pinning) for the load tool and for
+#                                             engramd/baseline; BENCH_NCHAN_CPUS= BENCH_CLUSTER_CPUS= (unpinned)
 #   BENCH_RESULTS_DIR=bench/results  ENGRAMD=build/engramd
 set -euo pipefail
 
@@ -50,7 +51,8 @@ else
   LOAD_CPUS=${BENCH_LOAD_CPUS-}
   SERVER_CPUS=${BENCH_SERVER_CPUS-}
 fi
-NCHAN_CPUS=${BENCH_NCHAN_CPUS-}
+NCHAN_CPUS=${BENCH_NCHAN_CPUS-}      # nchan's 2 workers and the cluster's 3 engramd + HAProxy
+CLUSTER_CPUS=${BENCH_CLUSTER_CPUS-}  # are not pinned by default: one CPU each would starve them
 
 log() { printf 'bench/sse: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -174,11 +176,11 @@ build() {
   [ -x "$ENGRAMD" ] || die "$ENGRAMD not built"
 }
 
-# start_engramd NAME [env...]: starts one engramd on a free port; sets EG_PID and EG_PORT.
+# start_engramd NAME CPUS [env...]: starts one engramd on a free port; sets EG_PID and EG_PORT.
 start_engramd() {
-  local name=$1; shift
+  local name=$1 cpus=$2; shift 2
   EG_PORT=$(free_port)
-  pin "$SERVER_CPUS"
+  pin "$cpus"
   env DATABASE_URL="postgresql://engram@127.0.0.1:$PG_PORT/engram" \
       REDIS_URL="redis://127.0.0.1:$REDIS_PORT" ENGRAM_LOG_LEVEL=warn \
       ENGRAM_MAX_CONNECTIONS=19900 PORT="$EG_PORT" ENGRAM_BIND=127.0.0.1 "$@" \
@@ -226,7 +228,7 @@ run_tool() {
 # ---------------------------------------------------------------- targets
 
 target_engram() {
-  start_engramd engramd
+  start_engramd engramd "$SERVER_CPUS"
   run_tool engram engram "127.0.0.1:$EG_PORT" "$SUBS" "$EG_PID" --project "ssb-engram-$$"
   stop_pid "$EG_PID"
 }
@@ -266,7 +268,7 @@ target_cluster() {
   [ -n "$CATCHUP_MS" ] && catchup=(ENGRAM_SSE_CATCHUP_MS="$CATCHUP_MS")
   mkdir -p "$rund"
   for i in 1 2 3; do
-    start_engramd "engramd-c$i" ENGRAM_DB_POOL_SIZE=4 "${catchup[@]}"
+    start_engramd "engramd-c$i" "$CLUSTER_CPUS" ENGRAM_DB_POOL_SIZE=4 "${catchup[@]}"
     pids="$pids,$EG_PID"
     env+=("ENGRAM_LB_SERVER_$i=127.0.0.1:$EG_PORT")
   done
@@ -278,7 +280,7 @@ target_cluster() {
         "ENGRAM_LB_MAXCONN=$(( CLUSTER_SUBS + 400 ))")
   env "${env[@]}" haproxy -c -f "$ROOT/ops/haproxy/haproxy.cfg" >"$rund/check.log" 2>&1 \
     || { cat "$rund/check.log" >&2; die "haproxy -c failed"; }
-  pin "$SERVER_CPUS"
+  pin "$CLUSTER_CPUS"
   env "${env[@]}" "${PIN[@]}" haproxy -db -f "$ROOT/ops/haproxy/haproxy.cfg" >"$rund/haproxy.log" 2>&1 &
   hp=$!
   PIDS+=("$hp")
@@ -332,14 +334,14 @@ jq -n \
   --arg targets "$TARGETS" --argjson subs "$SUBS" --argjson csubs "$CLUSTER_SUBS" \
   --argjson crate "$CONNECT_RATE" --argjson runs "$RUNS" --argjson idle "$IDLE_SECS" \
   --arg ramp "$RAMP" --argjson rsecs "$RAMP_SECS" --argjson maxp99 "$MAX_P99_MS" --argjson drain "$DRAIN" \
-  --arg catchup "${CATCHUP_MS:-default}" --arg lcpu "$LOAD_CPUS" --arg scpu "$SERVER_CPUS" --arg ncpu "$NCHAN_CPUS" \
+  --arg catchup "${CATCHUP_MS:-default}" --arg lcpu "$LOAD_CPUS" --arg scpu "$SERVER_CPUS" --arg ncpu "$NCHAN_CPUS" --arg ccpu "$CLUSTER_CPUS" \
   --arg cfds "$(cat "$TMP/cluster-fds.txt" 2>/dev/null || true)" \
   '{date: $date, nproc: $nproc, kernel: $kernel, cpu_model: $cpu, loadavg_before: $load, loadavg_after: $load_after,
     engramd_commit: $commit, engramd_buildtype: $bt,
     versions: {nginx: $nginx, nchan: $nchan, haproxy: $haproxy, redis: $redis, libuv: $libuv},
     settings: {targets: $targets, subs: $subs, cluster_subs: $csubs, connect_rate: $crate, runs: $runs,
                idle_secs: $idle, ramp: $ramp, ramp_secs: $rsecs, max_p99_ms: $maxp99, drain_s: $drain,
-               cluster_catchup_ms: $catchup, load_cpus: $lcpu, server_cpus: $scpu, nchan_cpus: $ncpu},
+               cluster_catchup_ms: $catchup, load_cpus: $lcpu, server_cpus: $scpu, nchan_cpus: $ncpu, cluster_cpus: $ccpu},
     cluster_fds_per_instance: $cfds}' >"$TMP/meta.json"
 mkdir -p "$RESULTS"
 "$PY" "$HERE/summarize.py" "$TMP/meta.json" "$TMP/runs.jsonl" "$RESULTS"

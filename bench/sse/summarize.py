@@ -119,7 +119,7 @@ def main():
         meta["versions"]["libuv"]))
     w("- settings: %s subscribers (cluster %s) connected at %s/s; %s × 1 event/s for %s s; ramp [%s] "
       "events/s × %s s, stopped at the first step not fully delivered within %s s or with p99 > %s ms; "
-      "servers on CPU `%s` (nchan `%s`), load tool on CPU `%s`; cluster catch-up %s ms" % (
+      "servers on CPU `%s` (nchan and cluster `%s`), load tool on CPU `%s`; cluster catch-up %s ms" % (
           s["subs"], s["cluster_subs"], s["connect_rate"], s["runs"], s["idle_secs"], s["ramp"],
           s["ramp_secs"], s["drain_s"], s["max_p99_ms"], s["server_cpus"] or "any",
           s["nchan_cpus"] or "any", s["load_cpus"] or "any", s["cluster_catchup_ms"]))
