@@ -1214,7 +1214,8 @@ static void coord_on_tick(uv_timer_t *t)
         C.last_print = now;
         fprintf(stderr, "ssebench: [%s] ready %" PRIu64 " failed %" PRIu64 " closed %" PRIu64
                         " received %" PRIu64 "/%" PRIu64 "\n",
-                O.label, p.ready, p.failed, p.closed, p.received, C.expected_total);
+                O.label, p.ready, p.failed, p.closed, p.received,
+                C.expected_total + (C.state == C_DRAIN ? C.wp[C.phase].expected : 0));
     }
     switch (C.state) {
     case C_CONNECTING:
