@@ -618,6 +618,7 @@ static void on_bus_closed(void *data)
 static void on_hub_closed(void *data)
 {
     (void)data;
+    srv.app.sse = NULL; /* a sequencer batch still in flight must not reach it */
     /* The hub's topics unwatch their channels as they go: the bus closes after it. */
     eg_bus_close(srv.app.bus, on_bus_closed, NULL);
 }

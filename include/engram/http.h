@@ -77,8 +77,11 @@ struct eg_http_req {
     const char *route_name; /* pattern for metrics/logs; "unmatched" until routed */
     const char *params[EG_HTTP_MAX_PARAMS];
     size_t param_count;
-    void *app;  /* public: application pointer (set by the server) */
-    void *user; /* public: per-request application data (arena memory) */
+    void *app;                   /* public: application pointer (set by the server) */
+    void *user;                  /* public: per-request application data (arena memory) */
+    void (*on_free)(void *data); /* private: eg_http_req_on_free */
+    void *on_free_data;          /* private */
+    char *path_owned;            /* private: path kept past the arena (long streams) */
     /* response, written by eg_http_respond*; private after respond */
     int status;
     const char *content_type;
@@ -105,6 +108,14 @@ struct eg_http_req {
     bool last_was_value;
 };
 
+/**
+ * Calls fn(data) when r is freed, before its arena (one hook per request). Unlike
+ * eg_arena_defer it needs no arena memory, so a stream that registers nothing else in the arena
+ * gives its arena back once its head is out: an idle stream then costs no request-phase memory.
+ * After that point only path (copied), request_id, method and route stay readable; headers,
+ * target, query, params and user are gone.
+ */
+void eg_http_req_on_free(struct eg_http_req *r, void (*fn)(void *data), void *data);
 /** Returns the first header named name (case-insensitive), or NULL. *len gets its length. */
 const char *eg_http_req_header(const struct eg_http_req *r, const char *name, size_t *len);
 

@@ -443,7 +443,10 @@ void eg_http_req_free(struct eg_http_req *r)
 {
     if (r == NULL)
         return;
+    if (r->on_free != NULL)
+        r->on_free(r->on_free_data);
     eg_arena_fini(&r->arena);
+    eg_free(r->path_owned);
     eg_buf_fini(&r->body);
     eg_buf_fini(&r->field);
     eg_buf_fini(&r->value);
@@ -451,6 +454,12 @@ void eg_http_req_free(struct eg_http_req *r)
     eg_buf_fini(&r->resp_body);
     eg_buf_fini(&r->stream_out);
     eg_free(r);
+}
+
+void eg_http_req_on_free(struct eg_http_req *r, void (*fn)(void *data), void *data)
+{
+    r->on_free = fn;
+    r->on_free_data = data;
 }
 
 const char *eg_http_req_header(const struct eg_http_req *r, const char *name, size_t *len)

@@ -288,6 +288,29 @@ static bool after_write(struct eg_http_conn *c, int status)
 }
 
 /*
+ * Gives a stream's arena back (eg_http_req_on_free): only when nothing registered an arena
+ * cleanup, since that owner may still point into it. The access log keeps a copy of the path.
+ */
+static void stream_retire_arena(struct eg_http_req *r)
+{
+    if (r->arena.cleanups != NULL || r->arena.chunks == NULL)
+        return;
+    r->path_owned =
+        eg_strndup(r->path != NULL ? r->path : "", r->path != NULL ? strlen(r->path) : 0);
+    r->path = r->path_owned;
+    r->target = NULL;
+    r->target_len = 0;
+    r->query = NULL;
+    r->headers = NULL;
+    r->header_count = 0;
+    r->header_cap = 0;
+    r->param_count = 0;
+    memset(r->params, 0, sizeof(r->params));
+    r->user = NULL;
+    eg_arena_fini(&r->arena);
+}
+
+/*
  * Writes every response that is ready, in order, in one write. Returns 1 when the bytes went out
  * at once (requests retired), 0 when a write request is in flight or nothing was ready, -1 when
  * the connection is ending.
@@ -316,6 +339,7 @@ static int conn_write_ready(struct eg_http_conn *c)
             eg_buf_fini(&r->value);
             eg_buf_fini(&r->body);
             eg_buf_fini(&r->resp_headers);
+            stream_retire_arena(r);
         }
         if (r->stream_out.len > 0
             && eg_buf_append(&c->out, r->stream_out.base, r->stream_out.len) < 0) {

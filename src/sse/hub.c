@@ -701,6 +701,9 @@ static void on_sub_cleanup(void *data)
         s->next->prev = s->prev;
     t->nsubs--;
     s->hub->stats.subscribers--;
+    eg_free(s->subject);
+    eg_free(s->key_id);
+    eg_free(s);
     topic_free_if_unused(t);
 }
 
@@ -716,19 +719,15 @@ void eg_sse_subscribe(struct eg_sse_hub *h, struct eg_http_req *r, const char *p
         eg_http_respond_error(r, 503, "service_unavailable");
         return;
     }
-    s = eg_arena_alloc(&r->arena, sizeof(*s));
-    if (s == NULL) {
-        eg_http_respond_error(r, 413, "payload_too_large");
-        return;
-    }
-    memset(s, 0, sizeof(*s));
+    /* Not in the arena: an idle stream gives its arena back once its head is out. */
+    s = eg_calloc(1, sizeof(*s));
     s->hub = h;
     s->r = r;
     s->include_claims = include_claims;
     if (subject != NULL)
-        s->subject = eg_arena_strndup(&r->arena, subject, strlen(subject));
+        s->subject = eg_strndup(subject, strlen(subject));
     if (key_id != NULL)
-        s->key_id = eg_arena_strndup(&r->arena, key_id, strlen(key_id));
+        s->key_id = eg_strndup(key_id, strlen(key_id));
     if (last_event_id != NULL
         && eg_sse_parse_id(last_event_id, strlen(last_event_id), &s->resume_epoch, &s->resume_seq)
                == 0)
@@ -759,10 +758,7 @@ void eg_sse_subscribe(struct eg_sse_hub *h, struct eg_http_req *r, const char *p
     t->subs = s;
     t->nsubs++;
     h->stats.subscribers++;
-    if (eg_arena_defer(&r->arena, on_sub_cleanup, s) < 0) {
-        eg_http_respond_error(r, 413, "payload_too_large");
-        return;
-    }
+    eg_http_req_on_free(r, on_sub_cleanup, s);
     if (t->is_ready)
         sub_send_connected(s);
     else if (t->q == NULL)
