@@ -29,8 +29,8 @@
 
 #include <uv.h>
 
-#define HEAD_MAX 8192
-#define BODY_MAX 65536
+#define HEAD_MAX      8192
+#define BODY_MAX      65536
 #define IOV_MAX_BATCH 64
 
 struct event {
@@ -168,7 +168,8 @@ static void coalesce_on_write(uv_write_t *req, int status)
 
     for (i = 0; i < c->nwriting; i++)
         ev_unref(c->pending[i]);
-    memmove(c->pending, c->pending + c->nwriting, (c->npending - c->nwriting) * sizeof(*c->pending));
+    memmove(c->pending, c->pending + c->nwriting,
+            (c->npending - c->nwriting) * sizeof(*c->pending));
     c->npending -= c->nwriting;
     c->nwriting = 0;
     c->is_writing = false;
@@ -237,8 +238,8 @@ static void publish(struct event *ev)
                 w->free_next = g_free_wreqs;
                 g_free_wreqs = w;
                 conn_close(c);
-            } else if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) >
-                       (size_t)g_max_pending * 512) {
+            } else if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp)
+                       > (size_t)g_max_pending * 512) {
                 conn_close(c); /* slow consumer: keep memory bounded */
             }
             continue;

@@ -45,13 +45,13 @@
 
 #include <uv.h>
 
-#define MAX_PROCS 16
-#define MAX_PHASES 64
-#define MAX_WRITER_CONNS 64
-#define MAX_PIDS 16
-#define READ_BUF_BYTES (256 * 1024)
+#define MAX_PROCS            16
+#define MAX_PHASES           64
+#define MAX_WRITER_CONNS     64
+#define MAX_PIDS             16
+#define READ_BUF_BYTES       (256 * 1024)
 #define CONNECT_INFLIGHT_MAX 256
-#define PROGRESS_MS 200
+#define PROGRESS_MS          200
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
@@ -430,8 +430,8 @@ static void sub_start(struct sub *s)
         (void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
     rc = uv_tcp_bind(&s->tcp, (const struct sockaddr *)&src, 0);
     if (rc == 0)
-        rc = uv_tcp_connect(&s->creq, &s->tcp, (const struct sockaddr *)&O.sub_addr,
-                            sub_on_connect);
+        rc =
+            uv_tcp_connect(&s->creq, &s->tcp, (const struct sockaddr *)&O.sub_addr, sub_on_connect);
     if (rc < 0)
         sub_close(s);
 }
@@ -598,7 +598,7 @@ struct wconn {
 struct wphase {
     uint64_t planned;
     uint64_t sent;
-    uint64_t acked;     /* 2xx */
+    uint64_t acked; /* 2xx */
     uint64_t status_err;
     uint64_t net_err;
     uint64_t max_backlog;
@@ -750,8 +750,8 @@ static uint64_t machine_ticks(void)
 
     if (f == NULL)
         return 0;
-    n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
-               &v[4], &v[5], &v[6], &v[7]);
+    n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4],
+               &v[5], &v[6], &v[7]);
     fclose(f);
     if (n != 8)
         return 0;
@@ -1053,8 +1053,8 @@ static void coord_print_connect(void)
 
     sum_progress(&t);
     live = t.ready - t.closed;
-    per_conn = live > 0 ? ((double)C.rss_after_kb - (double)C.rss_before_kb) * 1024.0 / (double)live
-                        : 0;
+    per_conn =
+        live > 0 ? ((double)C.rss_after_kb - (double)C.rss_before_kb) * 1024.0 / (double)live : 0;
     printf("SSEJSON {\"label\":\"%s\",\"kind\":\"%s\",\"phase\":\"connect\",\"subs_target\":%u,"
            "\"procs\":%u,\"sources\":%u,\"ready\":%" PRIu64 ",\"failed\":%" PRIu64
            ",\"closed\":%" PRIu64 ",\"parse_errors\":%" PRIu64 ",\"connect_s\":%.2f,"
@@ -1077,9 +1077,9 @@ static void coord_print_phase(void)
     double other_s = all_s - srv_s - load_s;
     double wall = now_mono_s() - wp->t_start;
     uint64_t p99 = ssb_hist_quantile(a->hist, 0.99);
-    bool is_ok = a->received == wp->expected && a->lost == 0 && a->dup == 0 && a->ooo == 0 &&
-                 wp->status_err == 0 && wp->net_err == 0 && wp->acked == wp->planned &&
-                 (O.max_p99_ms <= 0 || (double)p99 <= O.max_p99_ms * 1000.0);
+    bool is_ok = a->received == wp->expected && a->lost == 0 && a->dup == 0 && a->ooo == 0
+                 && wp->status_err == 0 && wp->net_err == 0 && wp->acked == wp->planned
+                 && (O.max_p99_ms <= 0 || (double)p99 <= O.max_p99_ms * 1000.0);
 
     printf("SSEJSON {\"label\":\"%s\",\"kind\":\"%s\",\"phase\":%u,\"ramp\":%s,\"rate\":%.3f,"
            "\"duration_s\":%.3f,\"subs\":%" PRIu64 ",\"planned\":%" PRIu64 ",\"sent\":%" PRIu64
@@ -1088,7 +1088,8 @@ static void coord_print_phase(void)
            ",\"lost\":%" PRIu64 ",\"dup\":%" PRIu64 ",\"ooo\":%" PRIu64 ",\"stray\":%" PRIu64
            ",\"deliveries_per_s\":%.1f,\"p50_us\":%" PRIu64 ",\"p90_us\":%" PRIu64
            ",\"p99_us\":%" PRIu64 ",\"max_us\":%" PRIu64 ",\"post_p50_us\":%" PRIu64
-           ",\"post_p99_us\":%" PRIu64 ",\"server_cpu_pct\":%.1f,\"server_cpu_us_per_delivery\":%.2f,"
+           ",\"post_p99_us\":%" PRIu64
+           ",\"server_cpu_pct\":%.1f,\"server_cpu_us_per_delivery\":%.2f,"
            "\"load_cpu_pct\":%.1f,\"other_cpu_pct\":%.1f,\"loadavg\":\"%s\",\"ok\":%s}\n",
            O.label, O.kind, C.phase, O.phases[C.phase].is_ramp ? "true" : "false",
            O.phases[C.phase].rate, dur, wp->live_subs, wp->planned, wp->sent, wp->acked,
@@ -1098,8 +1099,7 @@ static void coord_print_phase(void)
            ssb_hist_quantile(a->hist, 1.0), ssb_hist_quantile(wp->post_hist, 0.50),
            ssb_hist_quantile(wp->post_hist, 0.99), 100.0 * srv_s / wall,
            a->received > 0 ? srv_s * 1e6 / (double)a->received : 0, 100.0 * load_s / wall,
-           other_s > 0 ? 100.0 * other_s / wall : 0.0,
-           wp->loadavg, is_ok ? "true" : "false");
+           other_s > 0 ? 100.0 * other_s / wall : 0.0, wp->loadavg, is_ok ? "true" : "false");
     fflush(stdout);
     fprintf(stderr,
             "ssebench: phase %u: delivered %" PRIu64 "/%" PRIu64 " (%.0f/s) lost %" PRIu64
@@ -1212,8 +1212,9 @@ static void coord_on_tick(uv_timer_t *t)
     sum_progress(&p);
     if (now - C.last_print >= 1.0 && C.state != C_DONE) {
         C.last_print = now;
-        fprintf(stderr, "ssebench: [%s] ready %" PRIu64 " failed %" PRIu64 " closed %" PRIu64
-                        " received %" PRIu64 "/%" PRIu64 "\n",
+        fprintf(stderr,
+                "ssebench: [%s] ready %" PRIu64 " failed %" PRIu64 " closed %" PRIu64
+                " received %" PRIu64 "/%" PRIu64 "\n",
                 O.label, p.ready, p.failed, p.closed, p.received,
                 C.expected_total + (C.state == C_DRAIN ? C.wp[C.phase].expected : 0));
     }
@@ -1254,8 +1255,8 @@ static void coord_on_tick(uv_timer_t *t)
         /* Requests still in flight (a phase cut at its time limit) may yet be acknowledged:
          * expected follows the acknowledgements until the report. */
         wp->expected = wp->acked * wp->live_subs;
-        if ((C.inflight == 0 && p.received >= C.expected_total + wp->expected) ||
-            in_state > O.drain_s) {
+        if ((C.inflight == 0 && p.received >= C.expected_total + wp->expected)
+            || in_state > O.drain_s) {
             C.expected_total += wp->expected;
             memset(&C.agg, 0, sizeof(C.agg));
             C.reports = 0;
@@ -1283,8 +1284,7 @@ static void coord_on_tick(uv_timer_t *t)
             coord_phase_start();
         }
         break;
-    default:
-        break;
+    default: break;
     }
 }
 
@@ -1364,15 +1364,15 @@ static void usage(void)
 static void parse_opts(int argc, char **argv)
 {
     static const struct option lo[] = {
-        {"kind", 1, 0, 'k'},         {"target", 1, 0, 't'},        {"pub-target", 1, 0, 'T'},
-        {"sub-path", 1, 0, 's'},     {"pub-path", 1, 0, 'P'},      {"project", 1, 0, 'j'},
-        {"subs", 1, 0, 'n'},         {"procs", 1, 0, 'K'},         {"sources", 1, 0, 'S'},
-        {"source-base", 1, 0, 'B'},  {"connect-rate", 1, 0, 'r'},  {"connect-timeout", 1, 0, 'o'},
-        {"settle", 1, 0, 'e'},       {"drain", 1, 0, 'd'},         {"gap", 1, 0, 'g'},
-        {"phases", 1, 0, 'p'},       {"ramp", 1, 0, 'R'},          {"max-p99-ms", 1, 0, 'm'},
-        {"writer-conns", 1, 0, 'w'}, {"seq", 1, 0, 'q'},           {"ready", 1, 0, 'y'},
-        {"server-pids", 1, 0, 'i'},  {"label", 1, 0, 'l'},         {"tag", 1, 0, 'a'},
-        {"subject", 1, 0, 'u'},      {"help", 0, 0, 'h'},          {0, 0, 0, 0}};
+        {"kind", 1, 0, 'k'},         {"target", 1, 0, 't'},       {"pub-target", 1, 0, 'T'},
+        {"sub-path", 1, 0, 's'},     {"pub-path", 1, 0, 'P'},     {"project", 1, 0, 'j'},
+        {"subs", 1, 0, 'n'},         {"procs", 1, 0, 'K'},        {"sources", 1, 0, 'S'},
+        {"source-base", 1, 0, 'B'},  {"connect-rate", 1, 0, 'r'}, {"connect-timeout", 1, 0, 'o'},
+        {"settle", 1, 0, 'e'},       {"drain", 1, 0, 'd'},        {"gap", 1, 0, 'g'},
+        {"phases", 1, 0, 'p'},       {"ramp", 1, 0, 'R'},         {"max-p99-ms", 1, 0, 'm'},
+        {"writer-conns", 1, 0, 'w'}, {"seq", 1, 0, 'q'},          {"ready", 1, 0, 'y'},
+        {"server-pids", 1, 0, 'i'},  {"label", 1, 0, 'l'},        {"tag", 1, 0, 'a'},
+        {"subject", 1, 0, 'u'},      {"help", 0, 0, 'h'},         {0, 0, 0, 0}};
     const char *target = NULL;
     const char *pub_target = NULL;
     int writer_conns = -1;
@@ -1424,9 +1424,10 @@ static void parse_opts(int argc, char **argv)
     }
     if (O.kind == NULL || target == NULL)
         usage();
-    if (parse_hostport(target, &O.sub_addr, O.sub_host, sizeof(O.sub_host)) < 0 ||
-        parse_hostport(pub_target ? pub_target : target, &O.pub_addr, O.pub_host,
-                       sizeof(O.pub_host)) < 0)
+    if (parse_hostport(target, &O.sub_addr, O.sub_host, sizeof(O.sub_host)) < 0
+        || parse_hostport(pub_target ? pub_target : target, &O.pub_addr, O.pub_host,
+                          sizeof(O.pub_host))
+               < 0)
         die("bad --target/--pub-target (want IPv4:PORT)", 0);
     if (strcmp(O.kind, "engram") == 0) {
         if (O.sub_path == NULL)

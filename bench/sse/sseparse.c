@@ -45,9 +45,9 @@ bool ssb_mark_parse(const char *p, size_t len, struct ssb_mark *m)
     if (s == NULL)
         return false;
     s += sizeof(MARK) - 1;
-    if (!take_u64(&s, end, &tag) || !take_char(&s, end, '-') || !take_u64(&s, end, &phase) ||
-        !take_char(&s, end, '-') || !take_u64(&s, end, &m->n) || !take_char(&s, end, '-') ||
-        !take_u64(&s, end, &m->send_us))
+    if (!take_u64(&s, end, &tag) || !take_char(&s, end, '-') || !take_u64(&s, end, &phase)
+        || !take_char(&s, end, '-') || !take_u64(&s, end, &m->n) || !take_char(&s, end, '-')
+        || !take_u64(&s, end, &m->send_us))
         return false;
     m->tag = (uint32_t)tag;
     m->phase = (uint32_t)phase;
@@ -194,8 +194,7 @@ int ssb_chunked_feed(struct ssb_chunked *c, const char *p, size_t len, ssb_data_
             }
             i++;
             break;
-        default:
-            return -1;
+        default: return -1;
         }
     }
     return 0;

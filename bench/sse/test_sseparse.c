@@ -9,13 +9,13 @@
 static int g_tests;
 static int g_failed;
 
-#define CHECK(cond)                                                                              \
-    do {                                                                                         \
-        g_tests++;                                                                               \
-        if (!(cond)) {                                                                           \
-            g_failed++;                                                                          \
-            printf("not ok %d - %s:%d %s\n", g_tests, __FILE__, __LINE__, #cond);               \
-        }                                                                                        \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        g_tests++;                                                                                 \
+        if (!(cond)) {                                                                             \
+            g_failed++;                                                                            \
+            printf("not ok %d - %s:%d %s\n", g_tests, __FILE__, __LINE__, #cond);                  \
+        }                                                                                          \
     } while (0)
 
 struct seen {
@@ -92,19 +92,22 @@ static size_t build_chunked(char *buf)
 
     n += (size_t)sprintf(buf, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                               "Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n");
-    n += chunk(buf + n, "retry: 3000\n\nid: 17:2\nevent: connected\ndata: {\"project_id\":\"p\"}\n\n");
+    n += chunk(buf + n,
+               "retry: 3000\n\nid: 17:2\nevent: connected\ndata: {\"project_id\":\"p\"}\n\n");
     n += chunk(buf + n, "id: 17:3\nevent: memory.created\ndata: {\"id\":\"m1\",\"text\":\"note "
                         "ssb42-0-1-1700000000000001 about apple river stone\"}\n\n: keepalive\n\n");
-    n += chunk(buf + n, "id: 17:4\nevent: memory.created\r\ndata: {\"text\":\"note ssb42-1-2-"
-                        "1700000000000002 about apple river stone\"}\r\n\r\nevent: heartbeat\ndata: {}\n\n");
+    n += chunk(buf + n,
+               "id: 17:4\nevent: memory.created\r\ndata: {\"text\":\"note ssb42-1-2-"
+               "1700000000000002 about apple river stone\"}\r\n\r\nevent: heartbeat\ndata: {}\n\n");
     return n;
 }
 
 static size_t build_plain(char *buf)
 {
-    return (size_t)sprintf(buf, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
-                                "Connection: keep-alive\r\n\r\n: hi\n\nid: 1700000000:0\ndata: "
-                                "{\"subject_id\":\"s\",\"text\":\"note ssb42-0-1-5 about x\"}\n\n");
+    return (size_t)sprintf(buf,
+                           "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
+                           "Connection: keep-alive\r\n\r\n: hi\n\nid: 1700000000:0\ndata: "
+                           "{\"subject_id\":\"s\",\"text\":\"note ssb42-0-1-5 about x\"}\n\n");
 }
 
 static void check_chunked(const struct stream *st)
