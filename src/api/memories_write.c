@@ -12,8 +12,8 @@
  * primary key, which it does on a small, not yet analysed table; prepared on a fresh database,
  * that plan was kept and read every memory of the project per write (7 ms, 8,400 buffers per
  * create after 17k creates; 900 -> 325 creates/s over three 10 s runs, back to 3,100/s only when
- * ANALYZE invalidated it). The sequencer (src/db/sequencer.c) turns committed outbox rows into the event
- * log; writes never touch a shared row, so writes to one project run in parallel.
+ * ANALYZE invalidated it). The sequencer (src/db/sequencer.c) turns committed outbox rows into
+ * the event log; writes never touch a shared row, so writes to one project run in parallel.
  */
 #include "api_int.h"
 
