@@ -223,7 +223,8 @@ CREATE INDEX idx_memories_superseded
     ON memories (project_id, subject_id, status, created_at DESC);
 -- CORE's name; it is a full-text index, not a trigram one (see idx_memories_text_ilike).
 CREATE INDEX idx_memories_text_trgm
-    ON memories USING gin (to_tsvector('english', text));
+    ON memories USING gin (to_tsvector('english', text))
+    WITH (gin_pending_list_limit = 256);  -- 0006: bounded pending-list merges
 
 CREATE INDEX idx_claims_project_subject
     ON claims (project_id, subject_id);
@@ -309,7 +310,8 @@ BEGIN
      WHERE e.extname = 'pg_trgm';
     IF trgm_schema IS NOT NULL THEN
         EXECUTE format('CREATE INDEX idx_memories_text_ilike
-                            ON memories USING gin (text %I.gin_trgm_ops)', trgm_schema);
+                            ON memories USING gin (text %I.gin_trgm_ops)
+                            WITH (gin_pending_list_limit = 256)', trgm_schema);
     END IF;
 END $$;
 
@@ -429,6 +431,13 @@ BEGIN
 END
 $$;
 
+-- ---- 0006_search_rank_index -----------------------------------------------------------------
+
+-- The subject's active memories in search's answer order: search reads the best 500 first.
+CREATE INDEX idx_memories_subject_rank
+    ON memories (project_id, subject_id, importance DESC, created_at DESC)
+    WHERE is_deleted = false AND status = 'active';
+
 -- =============================================================================================
 -- Every migration above counts as applied.
 -- =============================================================================================
@@ -437,5 +446,6 @@ INSERT INTO schema_migrations (version, name) VALUES
     (2, '0002_engram_events'),
     (3, '0003_api_helpers'),
     (4, '0004_auth'),
-    (5, '0005_idempotency')
+    (5, '0005_idempotency'),
+    (6, '0006_search_rank_index')
 ON CONFLICT (version) DO NOTHING;

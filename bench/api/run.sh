@@ -122,7 +122,9 @@ wait_http() {
 
 # ---------------------------------------------------------------- PostgreSQL, Redis, engramd
 
-PG_SETTINGS="fsync=off"
+# Production-like: PostgreSQL's defaults (fsync, synchronous_commit and full_page_writes on), so
+# every acknowledged create is on disk; pgbench runs against the same server in the same run.
+PG_SETTINGS="defaults: fsync=on, synchronous_commit=on, full_page_writes=on, shared_buffers=128MB"
 start_pg() {
   local dir=$TMP/pg
   mkdir "$dir"
@@ -133,7 +135,7 @@ start_pg() {
   (cd / && runuser -u postgres -- "$PGBIN/initdb" -D "$PG_DATA" --auth=trust -U postgres -E UTF8 \
       --locale=C.UTF-8 -N) >"$TMP/initdb.log" 2>&1 || { cat "$TMP/initdb.log" >&2; die "initdb failed"; }
   (cd / && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PG_DATA" -l "$dir/postgres.log" -w -t 30 \
-      -o "-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories=$dir -c fsync=off" start) \
+      -o "-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories=$dir" start) \
       >/dev/null || { cat "$dir/postgres.log" >&2; die "PostgreSQL did not start"; }
   PG_PID=$(head -n1 "$PG_DATA/postmaster.pid")
   PSQL_SU=("$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres)
@@ -440,11 +442,19 @@ EXPLAIN (ANALYZE, COSTS OFF, SUMMARY) EXECUTE mi('mem_plan_probe', '$PROJECT', '
 ROLLBACK;
 RESET plan_cache_mode;
 \echo '-- GET /api/v1/memories/search?subject_id=read-10k&q=river (custom plan, as engramd forces):'
-EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, SUMMARY) SELECT m.id, m.text, m.kind, m.importance, m.is_temporal, m.created_at,
-  0::double precision AS score, (0.25 * m.importance + 0.15 * m.confidence * 100)::double precision AS effective_score
-FROM memories m WHERE m.project_id = '$PROJECT' AND m.subject_id = 'read-10k' AND m.is_deleted = false
-  AND m.status = 'active' AND m.text ILIKE ANY ('{%river%}'::text[])
-ORDER BY m.importance DESC, m.created_at DESC LIMIT 25;
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, SUMMARY) WITH head AS MATERIALIZED (
+  SELECT r.* FROM (SELECT m.id, m.text, m.kind, m.importance, m.is_temporal, m.created_at, m.confidence
+    FROM memories m WHERE m.project_id = '$PROJECT' AND m.subject_id = 'read-10k' AND m.is_deleted = false
+    AND m.status = 'active' ORDER BY m.importance DESC, m.created_at DESC LIMIT 500) r
+  WHERE r.text ILIKE ANY ('{%river%}'::text[]) ORDER BY r.importance DESC, r.created_at DESC LIMIT 25),
+hit AS (SELECT * FROM head WHERE (SELECT count(*) FROM head) >= 25
+  UNION ALL (SELECT m.id, m.text, m.kind, m.importance, m.is_temporal, m.created_at, m.confidence
+    FROM memories m WHERE m.project_id = '$PROJECT' AND m.subject_id = 'read-10k' AND m.is_deleted = false
+    AND m.status = 'active' AND m.text ILIKE ANY ('{%river%}'::text[]) AND (SELECT count(*) FROM head) < 25
+    ORDER BY m.importance DESC, m.created_at DESC LIMIT 25))
+SELECT m.id, m.text, m.kind, m.importance, m.is_temporal, m.created_at, 0::double precision AS score,
+  (0.25 * m.importance + 0.15 * m.confidence * 100)::double precision AS effective_score
+FROM hit m ORDER BY m.importance DESC, m.created_at DESC;
 SELECT count(*) AS table_rows, count(*) FILTER (WHERE text ILIKE '%river%') AS table_rows_matching_river FROM memories;
 SQL
 

@@ -7,7 +7,9 @@
  * The claim is written only when its source memory (if any) exists in the same project
  * (DECISIONS.md item 2) and, for POST /memories, was inserted by this very transaction: a
  * create answered as a duplicate inserts no memory, so its extracted claims must vanish too.
- * xmin equal to the current transaction id means "written by us".
+ * xmin equal to the current transaction id means "written by us". The statements that read back
+ * a claim written by this transaction find it by claim_id alone (see memories_write.c: a
+ * project_id condition lets the planner scan a project index on a fresh database).
  */
 static struct eg_db_stmt st_claim_insert = {
     "claim_insert",
@@ -31,8 +33,8 @@ static struct eg_db_stmt st_assertion_insert = {
     "predicate, object_type, value_string, confidence, status) "
     "SELECT $1, c.project_id, c.subject_id, c.claim_id, c.source_memory_id, c.predicate, "
     "'string', c.object_value, c.confidence, 'active' FROM claims c "
-    "WHERE c.claim_id = $2 AND c.project_id = $3 AND c.xmin = pg_current_xact_id()::xid",
-    3,
+    "WHERE c.claim_id = $2 AND c.xmin = pg_current_xact_id()::xid",
+    2,
     0,
 };
 
@@ -42,18 +44,18 @@ static struct eg_db_stmt st_slot_upsert = {
     "INSERT INTO slot_state (project_id, subject_id, slot, active_claim_id, status, "
     "replaced_by_claim_id, updated_at) "
     "SELECT c.project_id, c.subject_id, c.slot, c.claim_id, 'active', NULL, now() FROM claims c "
-    "WHERE c.claim_id = $1 AND c.project_id = $2 AND c.xmin = pg_current_xact_id()::xid "
+    "WHERE c.claim_id = $1 AND c.xmin = pg_current_xact_id()::xid "
     "ON CONFLICT (project_id, subject_id, slot) DO UPDATE SET "
     "active_claim_id = EXCLUDED.active_claim_id, status = 'active', "
     "replaced_by_claim_id = NULL, updated_at = now()",
-    2,
+    1,
     0,
 };
 
 /*
  * The claim.created and slot.updated events of a claim written by this transaction (xmin), so a
  * claim refused for its source memory emits nothing. One INSERT keeps the two in order.
- * $3 is the confidence already in JS number form.
+ * $2 is the confidence already in JS number form.
  */
 static struct eg_db_stmt st_claim_events = {
     "claim_create_events",
@@ -63,24 +65,25 @@ static struct eg_db_stmt st_claim_events = {
     "to_json(c.subject_id)::text || ',\"predicate\":' || to_json(c.predicate)::text || "
     "',\"object_value\":' || to_json(c.object_value)::text || ',\"slot\":' || "
     "to_json(c.slot)::text || ',\"claim_type\":' || to_json(c.claim_type)::text || "
-    "',\"confidence\":' || $3::text || ',\"source_memory_id\":' || "
+    "',\"confidence\":' || $2::text || ',\"source_memory_id\":' || "
     "COALESCE(to_json(c.source_memory_id)::text, 'null') || ',\"asserted_at\":\"' || "
     "eg_ts(c.asserted_at) || '\"}' ELSE "
     "'{\"subject_id\":' || to_json(c.subject_id)::text || ',\"slot\":' || "
     "to_json(c.slot)::text || ',\"active_claim_id\":' || to_json(c.claim_id)::text || "
     "',\"status\":\"active\"}' END "
     "FROM claims c CROSS JOIN (VALUES (1, 'claim.created'), (2, 'slot.updated')) AS ev(n, t) "
-    "WHERE c.claim_id = $1 AND c.project_id = $2 AND c.xmin = pg_current_xact_id()::xid "
+    "WHERE c.claim_id = $1 AND c.xmin = pg_current_xact_id()::xid "
     "ORDER BY ev.n",
-    3,
+    2,
     0,
 };
 
 int eg__api_batch_add_claim_events(struct eg_db_batch *b, const char *project, const char *claim_id,
                                    const char *confidence)
 {
-    const char *values[3] = {claim_id, project, confidence};
+    const char *values[2] = {claim_id, confidence};
 
+    (void)project; /* the claim row carries it; see st_claim_events */
     return eg_db_batch_add(b, &st_claim_events, values);
 }
 
@@ -93,8 +96,8 @@ int eg__api_batch_add_claim(struct eg_db_batch *b, struct eg_arena *a, const cha
         c->object_value,   c->slot,       c->claim_type,       c->confidence,
         c->importance,     c->tags_json,  c->source_memory_id, c->source_observation_id,
         c->subject_entity, c->valid_from, c->valid_until,      memory_in_tx ? "t" : "f"};
-    const char *assertion[3] = {assertion_id, c->claim_id, project};
-    const char *slot[2] = {c->claim_id, project};
+    const char *assertion[2] = {assertion_id, c->claim_id};
+    const char *slot[1] = {c->claim_id};
     int rc;
 
     if (assertion_id == NULL)
