@@ -28,6 +28,7 @@ struct eg_app {
     struct eg_db_seq *seq; /* the sequencer (this instance may or may not lead) */
     struct eg_sse_hub *sse;
     struct eg_redis *redis; /* NULL without REDIS_URL */
+    struct eg_net_tls *tls; /* NULL without ENGRAM_TLS_PORT */
     struct eg_api_metrics *metrics;
     bool is_draining;
     int schema_required;
