@@ -15,6 +15,7 @@ import struct
 import subprocess
 import threading
 import time
+import warnings
 
 import pytest
 
@@ -226,6 +227,41 @@ def test_pipelined_requests_over_https(https):
             assert r.header("x-request-id") == "p%d" % i
 
 
+def test_pipeline_flood_pauses_and_resumes_reading(https):
+    """More pipelined requests than ENGRAM_PIPELINE_MAX (16) in one burst: the server stops
+    reading mid-record stream, keeps the undelivered ciphertext, and resumes from it later."""
+    n = 2000
+    with https.conn(timeout=20) as c:
+        c.send(b"".join(request_bytes("GET", "/health/live", {"X-Request-Id": "f%d" % i})
+                        for i in range(n)))
+        for i in range(n):
+            r = c.read_response(timeout=20)
+            assert r.status == 200, (i, r)
+            assert r.header("x-request-id") == "f%d" % i
+
+
+def test_expect_100_continue_over_https(https):
+    body = json.dumps({"subject_id": "u-100", "text": "after 100 Continue"}).encode()
+    with https.conn() as c:
+        c.send(request_bytes("POST", "/api/v1/memories",
+                             {"x-project-id": apiclient.new_id("tls100"),
+                              "Content-Type": "application/json", "Expect": "100-continue",
+                              "Content-Length": str(len(body))}))
+        r = c.read_response(allow_informational=True)
+        assert r.status == 100, r
+        c.send(body)
+        r = c.read_response()
+        assert r.status == 201, r
+
+
+def test_malformed_request_over_https_gets_400_then_close_notify(https):
+    with https.conn() as c:
+        c.send(b"GET /health HTTP/1.1\r\nHost : bad\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 400, r
+        assert c.sock.recv(1) == b""  # close_notify, not a ragged EOF
+
+
 def test_session_ticket_resumption(https):
     with https.conn() as c:
         c.send(request_bytes("GET", "/health/live"))
@@ -366,9 +402,11 @@ def test_tls11_only_client_is_rejected(https):
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     try:
-        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
-        ctx.minimum_version = ssl.TLSVersion.TLSv1
-        ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+            ctx.minimum_version = ssl.TLSVersion.TLSv1
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_1
     except (ssl.SSLError, ValueError):
         ctx = None
     if ctx is not None:
@@ -493,6 +531,24 @@ def test_rsa_certificate_and_drain_with_open_tls_connections(engram, certs):
         srv.terminate()
         assert c.sock.recv(1) == b""
     assert srv.wait_exit() == 0
+
+
+def test_connection_limit_503_goes_out_after_the_handshake(engram, certs):
+    port = free_port()
+    srv = engram(env=tls_env(certs, port, ENGRAM_MAX_CONNECTIONS="2"))
+    h = Https(srv, port, certs)
+    with h.conn() as a, h.conn() as b:
+        for c in (a, b):
+            c.send(request_bytes("GET", "/health/live"))
+            assert c.read_response().status == 200
+        with h.conn() as c:
+            r = c.read_response()
+            assert r.status == 503, r
+            assert c.sock.recv(1) == b""
+    deadline = time.monotonic() + 5  # the server sees the closes above asynchronously
+    while h.request("GET", "/health/live").status != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
 
 
 def _serve_exit(engramd_cli, fresh_db, env):
