@@ -24,9 +24,10 @@
  *
  * Writing: try_write encrypts and writes only when nothing is queued (else it returns 0 and the
  * owner falls back to eg_net_conn_write, whose on_written fires when the ciphertext carrying it
- * was written: that is the owner's backpressure). A try_write whose ciphertext the socket did not
- * take at once counts as written; the remainder stays in flight and shows in
- * eg_net_conn_write_pending, and a close waits for it (bounded).
+ * was written: that is the owner's backpressure). Encrypted bytes cannot be taken back, so
+ * try_write encrypts at most TRY_WRITE_MAX of plaintext: what the socket did not take of that
+ * stays in flight, counts in eg_net_conn_write_pending, and is what a close may still have to
+ * flush (bounded by EG_NET_TLS_CLOSE_FLUSH_MS); the owner writes the rest with eg_net_conn_write.
  */
 #include "engram/net.h"
 
@@ -45,6 +46,8 @@
 /* Ciphertext waiting for the socket; the owner's own buffers are capped below this. */
 #define OUT_MAX           (256u << 20)
 #define TICKET_LIFETIME_S 86400
+/* Plaintext one try_write encrypts at most: four full records. */
+#define TRY_WRITE_MAX (64u * 1024)
 
 struct eg_net_tls {
     mbedtls_ssl_config conf;
@@ -374,14 +377,18 @@ static void on_flight_written(uv_write_t *w, int status)
         maybe_shutdown(t);
 }
 
-/* Encrypts the plaintext of bufs into `out`. Returns the plaintext length or a negative UV_E*. */
-static ssize_t encrypt(struct eg_net_tls_conn *t, const uv_buf_t *bufs, unsigned int nbufs)
+/*
+ * Encrypts up to max bytes of the plaintext of bufs into `out`, in records of at most 16 KiB.
+ * Returns the plaintext bytes encrypted or a negative UV_E*.
+ */
+static ssize_t encrypt(struct eg_net_tls_conn *t, const uv_buf_t *bufs, unsigned int nbufs,
+                       size_t max)
 {
     size_t total = 0;
 
-    for (unsigned int i = 0; i < nbufs; i++) {
+    for (unsigned int i = 0; i < nbufs && total < max; i++) {
         const unsigned char *p = (const unsigned char *)bufs[i].base;
-        size_t left = bufs[i].len;
+        size_t left = EG_MIN(bufs[i].len, max - total);
 
         /* One record per call (at most the 16 KiB maximum fragment); the BIO never blocks. */
         while (left > 0) {
@@ -407,7 +414,7 @@ ssize_t eg__net_tls_try_write(struct eg_net_conn *c, const uv_buf_t *bufs, unsig
 
     if (!t->is_hs_done || t->is_failed || t->is_flushing || t->out.len > 0)
         return 0;
-    n = encrypt(t, bufs, nbufs);
+    n = encrypt(t, bufs, nbufs, TRY_WRITE_MAX);
     if (n < 0)
         return n;
     rc = flush(t, true);
@@ -432,7 +439,7 @@ int eg__net_tls_write(struct eg_net_conn *c, const uv_buf_t *bufs, unsigned int 
         c->is_writing = true;
         return 0;
     }
-    if (encrypt(t, bufs, nbufs) < 0)
+    if (encrypt(t, bufs, nbufs, SIZE_MAX) < 0)
         return UV_EPROTO;
     t->out_has_app = true;
     rc = flush(t, false);
@@ -564,7 +571,7 @@ static void pump(struct eg_net_tls_conn *t)
         t->hs_bytes = 0;
         t->ctx->stats.handshakes_total++;
         if (t->deferred != NULL) {
-            ssize_t n = encrypt(t, t->deferred, t->deferred_n);
+            ssize_t n = encrypt(t, t->deferred, t->deferred_n, SIZE_MAX);
 
             eg_free(t->deferred);
             t->deferred = NULL;

@@ -89,10 +89,15 @@ def client_ctx(certs, ca="ca"):
 class TlsConn(RawConn):
     """RawConn over TLS: the same parser, on an ssl socket (strict about close_notify)."""
 
-    def __init__(self, host, port, ctx, timeout=5.0, connect_timeout=3.0, session=None):
+    def __init__(self, host, port, ctx, timeout=5.0, connect_timeout=3.0, session=None,
+                 rcvbuf=None):
         self.host = host
         self.port = port
-        raw = socket.create_connection((host, port), timeout=connect_timeout)
+        raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        raw.settimeout(connect_timeout)
+        raw.connect((host, port))
         self.sock = ctx.wrap_socket(raw, server_hostname="localhost", session=session,
                                     suppress_ragged_eofs=False)
         self.sock.settimeout(timeout)
@@ -296,6 +301,16 @@ def test_large_body_in_small_records_and_large_response(https):
         r = c.read_response(timeout=30)
         assert r.status == 200, r
         assert r.json()["data"]["metadata"]["pad"].encode() == text
+    # The same large answer as the connection's last, to a client that reads late and slowly:
+    # all of it arrives, then close_notify.
+    with https.conn(timeout=30, rcvbuf=4096) as c:
+        c.send(request_bytes("GET", "/api/v1/memories/" + seg(mid),
+                             {"x-project-id": project, "Connection": "close"}))
+        time.sleep(1.0)
+        r = c.read_response(timeout=30)
+        assert r.status == 200, r
+        assert r.json()["data"]["metadata"]["pad"].encode() == text
+        assert c.sock.recv(1) == b""
 
 
 def test_body_over_limit_is_413_over_https(https):
