@@ -10,7 +10,8 @@
 #   read        GET /api/v1/memories/{id} (one PostgreSQL round trip), keep-alive
 #   handshake   GET /health/live with Connection: close (a new connection, so a handshake, per request)
 # Then bench/tls/idle_conns.py opens N idle keep-alive connections per scheme and reads engramd's
-# RSS, and bench/tls/sizes.c prints mbedTLS's own per-session buffers.
+# RSS, bench/tls/sizes.c prints mbedTLS's own per-session buffers, and bench/tls/conn_mem.c measures
+# the heap one established server session holds (mallinfo2, in-memory handshakes).
 # Results: appended to bench/results/tls.md. Every process started here is stopped at exit (trap).
 #
 # Environment (all optional):
@@ -167,6 +168,7 @@ done
 
 IDLE=$($PY "$HERE/idle_conns.py" "$ENGRAM_PID" "$HTTP_PORT" "$TLS_PORT" "$IDLE_CONNS")
 cc -O0 -o "$TMP/sizes" "$HERE/sizes.c" && SIZES=$("$TMP/sizes")
+cc -O1 -o "$TMP/conn_mem" "$HERE/conn_mem.c" -lmbedtls -lmbedx509 -lmbedcrypto && HEAP=$("$TMP/conn_mem")
 METRICS=$(curl -fsS -m 5 "http://127.0.0.1:$HTTP_PORT/metrics" | grep '^tls_' | tr '\n' ';')
 
 # ---------------------------------------------------------------- report
@@ -175,12 +177,13 @@ mkdir -p "$RESULTS"
 VERSION=$("$ENGRAMD" version)
 BUILDTYPE=$(meson introspect --buildoptions "$(dirname "$ENGRAMD")" 2>/dev/null \
             | jq -r '.[] | select(.name=="buildtype") | .value' 2>/dev/null || echo unknown)
-IDLE=$IDLE SIZES=$SIZES METRICS=$METRICS $PY - "$ROWS" "$RESULTS/tls.md" <<PYEOF
+IDLE=$IDLE SIZES=$SIZES HEAP=$HEAP METRICS=$METRICS $PY - "$ROWS" "$RESULTS/tls.md" <<PYEOF
 import json, os, statistics, sys, time
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 out = sys.argv[2]
 idle = json.loads(os.environ["IDLE"])
 sizes = json.loads(os.environ["SIZES"])
+heap = json.loads(os.environ["HEAP"])
 new = not os.path.exists(out)
 with open(out, "a") as f:
     if new:
@@ -221,6 +224,12 @@ with open(out, "a") as f:
                 (idle["https_per_conn_bytes"] - idle["http_per_conn_bytes"]) / 1024,
                 sizes["ssl_context"], sizes["in_buf"], sizes["out_buf"], sizes["session"],
                 sizes["transform"], sizes["max_content_len"]))
+    f.write("\nHeap an established, idle server session holds (\`bench/tls/conn_mem.c\`, mallinfo2 over "
+            "%d in-memory handshakes with engramd's settings): **%d B** allocated by mbedTLS, plus the "
+            "%d B \`mbedtls_ssl_context\` inside engramd's per-connection TLS state; the resident "
+            "figure above is lower because pages of the record buffers that were never written are "
+            "not touched.\n" % (heap["pairs"], heap["server_heap_per_session"],
+                                   heap["ssl_context_struct"]))
     f.write("\nServer counters after the run: \`%s\`\n"
             % os.environ["METRICS"].strip(";").replace(";", "\`, \`"))
 PYEOF

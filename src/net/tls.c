@@ -31,6 +31,7 @@
  */
 #include "engram/net.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -680,6 +681,8 @@ void eg__net_tls_on_uv_read(struct eg_net_conn *c, ssize_t n, const char *data)
             return;
         }
     }
+    /* The socket is not read while input is held (update_reading), so nothing is overwritten. */
+    assert(t->saved == NULL && t->in_len == 0);
     t->in = (const unsigned char *)data;
     t->in_len = (size_t)n;
     pump(t);
