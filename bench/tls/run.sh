@@ -164,6 +164,26 @@ for r in $(seq 1 "$RUNS"); do
   done
 done
 
+# ---------------------------------------------------------------- full and resumed handshakes
+
+# openssl s_time: one client, sequential connections; the server's CPU per handshake is the figure
+# that matters (wrk's "handshake" scenario resumes sessions with the ticket).
+s_time() { # -new | -reuse
+  local t0 t1 out n
+  t0=$(proc_ticks "$ENGRAM_PID")
+  pin "$WRK_CPUS"
+  out=$("${PIN[@]}" openssl s_time -connect "127.0.0.1:$TLS_PORT" "$1" -time 5 2>/dev/null \
+        | awk '/connections in/ { print $1; exit }')
+  t1=$(proc_ticks "$ENGRAM_PID")
+  n=${out:-0}
+  echo "{\"mode\":\"${1#-}\",\"connections\":$n,\"server_cpu_ms_per_handshake\":$(
+    awk -v t=$(( t1 - t0 )) -v hz="$(getconf CLK_TCK)" -v n="$n" \
+      'BEGIN { if (n > 0) printf "%.3f", t / hz * 1000 / n; else print "null" }'),\"load\":\"$(cut -d' ' -f1 /proc/loadavg)\"}"
+}
+HS_NEW=$(s_time -new)
+HS_REUSE=$(s_time -reuse)
+log "s_time: $HS_NEW $HS_REUSE"
+
 # ---------------------------------------------------------------- memory
 
 IDLE=$($PY "$HERE/idle_conns.py" "$ENGRAM_PID" "$HTTP_PORT" "$TLS_PORT" "$IDLE_CONNS")
@@ -177,7 +197,7 @@ mkdir -p "$RESULTS"
 VERSION=$("$ENGRAMD" version)
 BUILDTYPE=$(meson introspect --buildoptions "$(dirname "$ENGRAMD")" 2>/dev/null \
             | jq -r '.[] | select(.name=="buildtype") | .value' 2>/dev/null || echo unknown)
-IDLE=$IDLE SIZES=$SIZES HEAP=$HEAP METRICS=$METRICS $PY - "$ROWS" "$RESULTS/tls.md" <<PYEOF
+IDLE=$IDLE SIZES=$SIZES HEAP=$HEAP HS_NEW=$HS_NEW HS_REUSE=$HS_REUSE METRICS=$METRICS $PY - "$ROWS" "$RESULTS/tls.md" <<PYEOF
 import json, os, statistics, sys, time
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 out = sys.argv[2]
@@ -215,6 +235,16 @@ with open(out, "a") as f:
     f.write("\nHTTPS / HTTP (median req/s): %s.\n" % ", ".join(
         "%s %.2f" % (s, med[(s, "https")] / med[(s, "http")])
         for s in "$SCENARIOS".split() if (s, "http") in med and (s, "https") in med))
+    f.write("\nThe *handshake* rows reconnect for every request, but wrk resumes its TLS session "
+            "(ticket), so they measure abbreviated handshakes. One sequential \`openssl s_time\` "
+            "client, 5 s each: full handshakes %s (server CPU **%s ms** per handshake, load %s), "
+            "resumed %s (server CPU **%s ms**, load %s).\n" % (
+                json.loads(os.environ["HS_NEW"])["connections"],
+                json.loads(os.environ["HS_NEW"])["server_cpu_ms_per_handshake"],
+                json.loads(os.environ["HS_NEW"])["load"],
+                json.loads(os.environ["HS_REUSE"])["connections"],
+                json.loads(os.environ["HS_REUSE"])["server_cpu_ms_per_handshake"],
+                json.loads(os.environ["HS_REUSE"])["load"]))
     f.write("\nIdle keep-alive connections (%d per scheme, engramd VmRSS delta): HTTP %.1f KiB, "
             "**HTTPS %.1f KiB per connection** (difference %.1f KiB). mbedTLS's own share: "
             "ssl_context %d B + input buffer %d B + output buffer %d B + session %d B + transform %d B "
@@ -226,9 +256,9 @@ with open(out, "a") as f:
                 sizes["transform"], sizes["max_content_len"]))
     f.write("\nHeap an established, idle server session holds (\`bench/tls/conn_mem.c\`, mallinfo2 over "
             "%d in-memory handshakes with engramd's settings): **%d B** allocated by mbedTLS, plus the "
-            "%d B \`mbedtls_ssl_context\` inside engramd's per-connection TLS state; the resident "
-            "figure above is lower because pages of the record buffers that were never written are "
-            "not touched.\n" % (heap["pairs"], heap["server_heap_per_session"],
+            "%d B \`mbedtls_ssl_context\` inside engramd's per-connection TLS state (the RSS "
+            "figure above can come out lower: record-buffer pages never written are not resident; "
+            "an idle plain connection's few hundred bytes vanish in the allocator's slack).\n" % (heap["pairs"], heap["server_heap_per_session"],
                                    heap["ssl_context_struct"]))
     f.write("\nServer counters after the run: \`%s\`\n"
             % os.environ["METRICS"].strip(";").replace(";", "\`, \`"))
