@@ -71,7 +71,9 @@ int eg_net_conn_write(struct eg_net_conn *c, const uv_buf_t *bufs, unsigned int 
 /**
  * Writes as much of bufs as the socket takes now, without queueing (uv_try_write). Returns the
  * bytes written (possibly 0) or a negative UV_E* on a socket error. Never fires on_written: a
- * response written completely here needs no write request and no watcher re-arm.
+ * response written completely here needs no write request and no watcher re-arm. With TLS the
+ * count is plaintext taken (at most 64 KiB per call, 0 while earlier ciphertext is queued); a tail
+ * of its ciphertext may still be queued, which eg_net_conn_write_pending counts.
  */
 ssize_t eg_net_conn_try_write(struct eg_net_conn *c, const uv_buf_t *bufs, unsigned int nbufs);
 /**
@@ -79,8 +81,6 @@ ssize_t eg_net_conn_try_write(struct eg_net_conn *c, const uv_buf_t *bufs, unsig
  * yet: libuv's write queue plus, with TLS, ciphertext and plaintext still held by the TLS layer.
  */
 size_t eg_net_conn_write_pending(const struct eg_net_conn *c);
-/** Returns true when c was accepted from a TLS listener. */
-bool eg_net_conn_is_tls(const struct eg_net_conn *c);
 /** Arms the single timer to fire once after ms (re-arming replaces the old deadline). */
 void eg_net_conn_timer_start(struct eg_net_conn *c, uint64_t ms);
 void eg_net_conn_timer_stop(struct eg_net_conn *c);

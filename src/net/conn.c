@@ -208,11 +208,6 @@ size_t eg_net_conn_write_pending(const struct eg_net_conn *c)
     return c->tls != NULL ? n + eg__net_tls_pending(c) : n;
 }
 
-bool eg_net_conn_is_tls(const struct eg_net_conn *c)
-{
-    return c->tls != NULL;
-}
-
 void eg_net_conn_timer_start(struct eg_net_conn *c, uint64_t ms)
 {
     if (!c->is_closing)

@@ -452,6 +452,30 @@ def test_handshake_record_with_garbage_fails(https):
     assert_serving(https)
 
 
+def test_oversized_handshake_is_cut_off(https):
+    """40 KiB of handshake records at once: past EG_NET_TLS_HANDSHAKE_MAX (32 KiB) the server
+    stops reading. Whether mbedTLS refused the first record already (when the kernel split the
+    bytes across reads) or the size cap ended it, the connection closes and is counted."""
+    m0 = https.metrics()
+    record = b"\x16\x03\x01\x40\x00" + b"\x01\x00\x3f\xfc" + b"\x00" * (0x4000 - 4)
+    with socket.create_connection((HOST, https.tls_port), timeout=5) as s:
+        try:
+            s.sendall(record * 2 + record[:8000])
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert _read_all(s, 5)[:1] in (b"", b"\x15")
+    deadline = time.monotonic() + 5
+    while True:
+        m1 = https.metrics()
+        grew = sum(m1["tls_handshake_failures_total." + r] - m0["tls_handshake_failures_total." + r]
+                   for r in ("too_large", "handshake"))
+        if grew >= 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert grew == 1, (m0, m1)
+    assert_serving(https)
+
+
 def test_plain_http_on_tls_port_gets_plain_400(https):
     before = https.metrics().get("tls_handshake_failures_total.plain_http", 0)
     with RawConn(HOST, https.tls_port, timeout=5) as c:
