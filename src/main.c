@@ -34,6 +34,8 @@ static const char usage_main[] =
     "commands:\n"
     "  serve     run the HTTP server\n"
     "  migrate   apply database migrations, then exit\n"
+    "  bump-epoch [PROJECT]\n"
+    "            start a new event-log epoch (after a restore), then exit\n"
     "  version   print the version\n"
     "\n"
     "Configuration comes from the environment; see docs/OPERATIONS.md.\n";
@@ -54,6 +56,14 @@ static const char usage_migrate[] =
     "Applies the migrations this binary embeds that the database lacks, in order, each in its\n"
     "own transaction, under an advisory lock (concurrent runs are safe). Works on an empty\n"
     "database and on a database created by CORE. Same database settings as serve.\n";
+
+static const char usage_bump_epoch[] =
+    "usage: engramd bump-epoch [PROJECT]\n"
+    "\n"
+    "Gives PROJECT (every project when omitted) a new event-log epoch. Run it after restoring the\n"
+    "database from a backup: positions clients hold from before the restore may name events the\n"
+    "restored log no longer has, and a new epoch makes every such resume answer `event: reset`.\n"
+    "Open streams of the project end at its next event; their clients resume and get the reset.\n";
 
 static struct eg_config cfg;
 
@@ -125,6 +135,9 @@ struct migrate_state {
     uv_timer_t timer;
     bool started;
     int exit_code;
+    void (*start)(struct migrate_state *m); /* runs once the pool is live */
+    const char *project;                    /* bump-epoch: NULL for every project */
+    struct eg_db_batch batch;
 };
 
 static void on_migrate_pool_closed(void *data)
@@ -158,6 +171,48 @@ static void on_migrated(const struct eg_db_migrate_result *res, void *data)
     migrate_stop(m, 0);
 }
 
+static void start_migrate(struct migrate_state *m)
+{
+    eg_db_migrate(m->pool, on_migrated, m);
+}
+
+/* A new epoch is the current time in ms (how projects.epoch starts), and always larger. */
+static struct eg_db_stmt st_bump_epoch = {
+    "bump_epoch",
+    "UPDATE projects SET epoch = greatest(epoch + 1,"
+    " floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint)"
+    " WHERE $1::text IS NULL OR project_id = $1 RETURNING project_id, epoch",
+    1,
+    0,
+};
+
+static void on_bumped(const struct eg_db_reply *rep, void *data)
+{
+    struct migrate_state *m = data;
+    int n;
+
+    if (rep->status != 0) {
+        eg_log_fields(EG_LOG_ERROR, "bump-epoch failed",
+                      (struct eg_log_field[]){EG_LF_S("error", rep->message)}, 1);
+        migrate_stop(m, 1);
+        return;
+    }
+    n = PQntuples(rep->results[0]);
+    for (int i = 0; i < n; i++)
+        printf("%s\t%s\n", PQgetvalue(rep->results[0], i, 0), PQgetvalue(rep->results[0], i, 1));
+    eg_log_fields(EG_LOG_INFO, "event-log epoch bumped",
+                  (struct eg_log_field[]){EG_LF_I("projects", n)}, 1);
+    migrate_stop(m, m->project != NULL && n == 0 ? 1 : 0);
+}
+
+static void start_bump_epoch(struct migrate_state *m)
+{
+    const char *values[1] = {m->project};
+
+    eg_db_batch_add(&m->batch, &st_bump_epoch, values);
+    eg_db_submit(m->pool, &m->batch, on_bumped, m);
+}
+
 static void on_migrate_pool_state(struct eg_db_pool *p, void *data)
 {
     struct migrate_state *m = data;
@@ -165,7 +220,7 @@ static void on_migrate_pool_state(struct eg_db_pool *p, void *data)
     if (!m->started && eg_db_pool_is_live(p)) {
         m->started = true;
         uv_timer_stop(&m->timer);
-        eg_db_migrate(p, on_migrated, m);
+        m->start(m);
     }
 }
 
@@ -178,12 +233,15 @@ static void on_migrate_timeout(uv_timer_t *t)
     migrate_stop(m, 1);
 }
 
-static int cmd_migrate(void)
+/* Runs one database job (migrate, bump-epoch) on a one-connection pool, then exits. */
+static int cmd_db_job(void (*start)(struct migrate_state *m), const char *project)
 {
-    struct migrate_state m = {0};
+    static struct migrate_state m;
     struct eg_db_config dc = db_config(1, 3600000);
     uv_loop_t loop;
 
+    m.start = start;
+    m.project = project;
     uv_loop_init(&loop);
     m.loop = &loop;
     uv_timer_init(&loop, &m.timer);
@@ -228,10 +286,18 @@ static void on_seq_closed(void *data)
     eg_db_pool_close(srv.app.db, on_pool_closed, NULL);
 }
 
+static void on_bus_closed(void *data)
+{
+    (void)data;
+    srv.app.bus = NULL;
+    eg_db_seq_close(srv.app.seq, on_seq_closed, NULL);
+}
+
 static void on_hub_closed(void *data)
 {
     (void)data;
-    eg_db_seq_close(srv.app.seq, on_seq_closed, NULL);
+    /* The hub's topics unwatch their channels as they go: the bus closes after it. */
+    eg_bus_close(srv.app.bus, on_bus_closed, NULL);
 }
 
 static void on_sequenced(const PGresult *rows, void *data)
@@ -239,6 +305,45 @@ static void on_sequenced(const PGresult *rows, void *data)
     (void)data;
     if (srv.app.sse != NULL)
         eg_sse_hub_publish(srv.app.sse, rows);
+    eg_bus_announce(srv.app.bus, rows);
+}
+
+static void on_bus_notice(const char *project, int64_t epoch, int64_t first, int64_t last,
+                          void *data)
+{
+    (void)data;
+    if (srv.app.sse != NULL)
+        eg_sse_hub_notice(srv.app.sse, project, epoch, first, last);
+}
+
+static void on_bus_resync(const char *project, void *data)
+{
+    (void)data;
+    if (srv.app.sse != NULL)
+        eg_sse_hub_resync(srv.app.sse, project);
+}
+
+static void hub_watch(const char *project, bool on, void *data)
+{
+    (void)data;
+    eg_bus_watch(srv.app.bus, project, on);
+}
+
+static bool hub_notices_flowing(void *data)
+{
+    struct eg_bus_stats bs;
+
+    (void)data;
+    if (srv.app.bus == NULL)
+        return false;
+    eg_bus_get_stats(srv.app.bus, &bs);
+    return bs.is_up;
+}
+
+static void on_bus_poke(void *data)
+{
+    (void)data;
+    eg_db_seq_poke(srv.app.seq); /* a no-op unless this instance leads */
 }
 
 static void on_pool_closed(void *data)
@@ -282,10 +387,9 @@ static void close_everything(void)
     eg_http_server_close_all(srv.app.http);
     uv_timer_stop(&srv.check_timer);
     uv_timer_stop(&srv.drain_timer);
-    if (srv.app.redis != NULL) {
+    if (srv.app.redis != NULL && srv.app.redis != eg_bus_redis(srv.app.bus))
         eg_redis_close(srv.app.redis, NULL, NULL);
-        srv.app.redis = NULL;
-    }
+    srv.app.redis = NULL;
     /* Hub, then sequencer (its session end frees the lead for a standby), then the pool. */
     eg_sse_hub_close(srv.app.sse, on_hub_closed, NULL);
 }
@@ -452,21 +556,39 @@ static int cmd_serve(void)
             .idle_poll_ms = cfg.sequencer_poll_ms,
             .standby_poll_ms = 500,
             .batch_max = cfg.sequencer_batch,
+            .notify = strcmp(cfg.bus, "postgres") == 0,
+            .retention_s = cfg.event_retention_s,
+        };
+        struct eg_bus_hooks bh = {
+            .on_notice = on_bus_notice,
+            .on_resync = on_bus_resync,
+            .on_poke = on_bus_poke,
         };
         struct eg_sse_hub_config hc2 = {
             .keepalive_ms = cfg.sse_keepalive_ms,
             .heartbeat_ms = cfg.sse_heartbeat_ms,
             .catchup_poll_ms = cfg.sse_catchup_ms,
             .max_pending_bytes = cfg.sse_max_pending_bytes,
+            .max_behind_ms = cfg.sse_max_behind_ms,
             .retry_ms = cfg.sse_retry_ms,
+            .watch = hub_watch,
+            .notices_flowing = hub_notices_flowing,
         };
+        struct eg_redis_addr ra;
 
         srv.app.seq = eg_db_seq_new(&srv.loop, &sc, on_sequenced, NULL);
-        if (cfg.redis_url[0] != '\0') {
-            struct eg_redis_addr ra;
-
+        if (cfg.redis_url[0] != '\0')
             eg_redis_addr_parse(cfg.redis_url, &ra);
-            srv.app.redis = eg_redis_new(&srv.loop, &ra, 1000);
+        if (strcmp(cfg.bus, "redis") == 0) {
+            char instance[37];
+
+            eg_uuid_v4(instance);
+            srv.app.bus = eg_bus_new_redis(&srv.loop, &ra, instance, &bh);
+            srv.app.redis = eg_bus_redis(srv.app.bus);
+        } else {
+            srv.app.bus = eg_bus_new_postgres(&srv.loop, cfg.database_url, &bh);
+            if (cfg.redis_url[0] != '\0')
+                srv.app.redis = eg_redis_new(&srv.loop, &ra, 1000, NULL);
         }
         srv.app.sse = eg_sse_hub_new(&srv.loop, srv.app.db, &hc2);
     }
@@ -486,8 +608,9 @@ static int cmd_serve(void)
                                           EG_LF_S("commit", EG_COMMIT), EG_LF_S("bind", cfg.bind),
                                           EG_LF_I("port", eg_net_listeners_port(&srv.listeners)),
                                           EG_LF_I("db_pool_size", cfg.db_pool_size),
+                                          EG_LF_S("bus", cfg.bus),
                                           EG_LF_I("schema_required", srv.app.schema_required)},
-                  6);
+                  7);
     if (srv.app.tls != NULL)
         eg_log_fields(
             EG_LOG_INFO, "engramd listening for HTTPS",
@@ -534,16 +657,21 @@ int main(int argc, char **argv)
         printf("engramd %s (%s)\n", EG_VERSION, EG_COMMIT);
         return 0;
     }
-    if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "migrate") != 0) {
+    bool bump = strcmp(cmd, "bump-epoch") == 0;
+
+    if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "migrate") != 0 && !bump) {
         fprintf(stderr, "engramd: unknown command \"%s\"\n%s", cmd, usage_main);
         return EXIT_CONFIG;
     }
     if (wants_help(argc, argv)) {
-        fputs(strcmp(cmd, "serve") == 0 ? usage_serve : usage_migrate, stdout);
+        fputs(bump                        ? usage_bump_epoch
+              : strcmp(cmd, "serve") == 0 ? usage_serve
+                                          : usage_migrate,
+              stdout);
         return 0;
     }
-    if (argc > 2) {
-        fprintf(stderr, "engramd %s: unexpected argument \"%s\"\n", cmd, argv[2]);
+    if (argc > (bump ? 3 : 2)) {
+        fprintf(stderr, "engramd %s: unexpected argument \"%s\"\n", cmd, argv[bump ? 3 : 2]);
         return EXIT_CONFIG;
     }
     if (load_config() < 0)
@@ -554,8 +682,10 @@ int main(int argc, char **argv)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     if (strcmp(cmd, "serve") == 0)
         rc = cmd_serve();
+    else if (bump)
+        rc = cmd_db_job(start_bump_epoch, argc > 2 ? argv[2] : NULL);
     else
-        rc = cmd_migrate();
+        rc = cmd_db_job(start_migrate, NULL);
     curl_global_cleanup();
     return rc;
 }

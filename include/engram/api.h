@@ -27,7 +27,8 @@ struct eg_app {
     struct eg_http_server *http;
     struct eg_db_seq *seq; /* the sequencer (this instance may or may not lead) */
     struct eg_sse_hub *sse;
-    struct eg_redis *redis; /* NULL without REDIS_URL */
+    struct eg_redis *redis; /* NULL without REDIS_URL (the bus's when the bus is redis) */
+    struct eg_bus *bus;     /* notices between instances (ENGRAM_BUS) */
     struct eg_net_tls *tls; /* NULL without ENGRAM_TLS_PORT */
     struct eg_api_metrics *metrics;
     bool is_draining;

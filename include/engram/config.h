@@ -45,6 +45,9 @@ struct eg_config {
     uint64_t sse_catchup_ms;       /* ENGRAM_SSE_CATCHUP_MS: poll for other instances' events */
     size_t sse_max_pending_bytes;  /* ENGRAM_SSE_MAX_PENDING_BYTES: slow-subscriber cap */
     uint64_t sse_retry_ms;         /* ENGRAM_SSE_RETRY_MS: the retry: hint */
+    uint64_t sse_max_behind_ms;    /* ENGRAM_SSE_MAX_BEHIND_MS: behind longer -> closed */
+    uint64_t event_retention_s;    /* ENGRAM_EVENT_RETENTION_S: event log window (0: forever) */
+    char bus[16];                  /* ENGRAM_BUS: redis (REDIS_URL set) or postgres */
     uint64_t sequencer_poll_ms;    /* ENGRAM_SEQUENCER_POLL_MS: idle outbox poll ceiling */
     int sequencer_batch;           /* ENGRAM_SEQUENCER_BATCH: rows per transaction */
     char log_level[16];            /* ENGRAM_LOG_LEVEL */

@@ -96,6 +96,10 @@ struct eg_db_pool *eg_db_pool_new(uv_loop_t *loop, const struct eg_db_config *cf
  * which the pool is freed.
  */
 void eg_db_pool_close(struct eg_db_pool *p, void (*on_closed)(void *data), void *data);
+/** A NOTIFY received on one of the pool's connections (after LISTEN). Borrowed strings. */
+typedef void eg_db_notify_fn(const char *channel, const char *payload, void *data);
+/** Delivers notifications to fn (NULL: discard them, the default). */
+void eg_db_pool_set_notify(struct eg_db_pool *p, eg_db_notify_fn *fn, void *data);
 /** True when at least one connection is connected and usable. */
 bool eg_db_pool_is_live(const struct eg_db_pool *p);
 void eg_db_pool_get_stats(const struct eg_db_pool *p, struct eg_db_pool_stats *out);
@@ -156,7 +160,8 @@ struct eg_db_seq;
 
 /**
  * Called on the leader after each committed batch, with the rows it sequenced (columns
- * project_id, seq, subject_id, event_type, payload, epoch; ordered by project then seq).
+ * project_id, seq, subject_id, event_type, payload, created_ms, epoch; ordered by project then
+ * seq).
  * res is borrowed for the call.
  */
 typedef void eg_db_seq_batch_fn(const PGresult *res, void *data);
@@ -166,6 +171,8 @@ struct eg_db_seq_config {
     uint64_t idle_poll_ms;    /* longest wait between polls when the outbox was empty */
     uint64_t standby_poll_ms; /* how often a standby tries to take the lead */
     int batch_max;            /* outbox rows moved per transaction */
+    bool notify;              /* postgres bus: NOTIFY engram_events inside each batch */
+    uint64_t retention_s;     /* the leader prunes events sequenced longer ago (0: never) */
 };
 
 struct eg_db_seq_stats {
@@ -173,6 +180,7 @@ struct eg_db_seq_stats {
     uint64_t batches_total;
     uint64_t events_total;
     uint64_t leader_changes_total;
+    uint64_t pruned_total;
 };
 
 /**

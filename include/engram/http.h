@@ -85,10 +85,12 @@ struct eg_http_req {
     struct eg_buf resp_headers; /* extra "Name: value\r\n" lines */
     struct eg_buf resp_body;
     bool has_responded;
-    bool is_streaming;         /* private: chunked response written over time */
-    bool stream_head_sent;     /* private */
-    bool stream_ended;         /* private */
-    struct eg_buf stream_out;  /* private: framed chunks not yet handed to the socket */
+    bool is_streaming;        /* private: chunked response written over time */
+    bool stream_head_sent;    /* private */
+    bool stream_ended;        /* private */
+    struct eg_buf stream_out; /* private: framed chunks not yet handed to the socket */
+    void (*on_drain)(struct eg_http_req *r, void *data); /* private: eg_http_stream_on_drain */
+    void *drain_data;                                    /* private */
     bool close_after;          /* private: close the connection once this response is out */
     uint64_t start_ns;         /* private: first byte seen */
     size_t bytes_out;          /* read-only after the response is written */
@@ -121,7 +123,6 @@ typedef void eg_http_head_fn(struct eg_http_parser *p, struct eg_http_req *r, vo
 /** Wraps llhttp with limits. Private fields; embed it in the connection. */
 struct eg_http_parser {
     llhttp_t ll;
-    llhttp_settings_t settings;
     const struct eg_http_limits *limits;
     struct eg_http_req *cur;     /* request being parsed, or NULL between requests */
     struct eg_http_req *done;    /* completed request waiting for eg_http_parser_take */
@@ -242,12 +243,27 @@ void eg_http_stream_begin(struct eg_http_req *r, int status, const char *content
  * connection is closing.
  */
 int eg_http_stream_write(struct eg_http_req *r, const char *data, size_t len);
+/**
+ * Writes the concatenation of bufs as one chunk. When nothing is queued the bytes go straight to
+ * the socket from the caller's buffers (one writev; a frame shared by many subscribers is never
+ * copied for them); only what the socket does not take is copied into the stream's queue.
+ * Returns as eg_http_stream_write.
+ */
+int eg_http_stream_writev(struct eg_http_req *r, const uv_buf_t *bufs, unsigned int nbufs);
+/**
+ * Calls fn(r, data) each time a queued write of the stream completes (its pending bytes went
+ * down). fn must not end or write the stream synchronously; it may start asynchronous work.
+ */
+void eg_http_stream_on_drain(struct eg_http_req *r, void (*fn)(struct eg_http_req *r, void *data),
+                             void *data);
 /** Bytes queued on the stream and not yet accepted by the socket. */
 size_t eg_http_stream_pending(const struct eg_http_req *r);
 /** Ends the stream (terminating chunk) and closes the connection after it. Idempotent. */
 void eg_http_stream_end(struct eg_http_req *r);
 
 #define EG_HTTP_STREAM_MAX (4u << 20)
+/** Most buffers one eg_http_stream_writev takes. */
+#define EG_HTTP_WRITEV_MAX 64
 
 /**
  * Renders the status line and headers for r into out (server use; exposed for tests). date is the

@@ -655,7 +655,13 @@ bool eg__api_db_failed(struct eg_http_req *r, const struct eg_db_reply *rep)
 
 void eg__api_wrote(struct eg_app *app)
 {
-    eg_db_seq_poke(app->seq);
+    struct eg_db_seq_stats st;
+
+    eg_db_seq_get_stats(app->seq, &st);
+    if (st.is_leader)
+        eg_db_seq_poke(app->seq);
+    else
+        eg_bus_poke(app->bus); /* the leader is another instance */
 }
 
 struct api_req {

@@ -142,12 +142,58 @@ int eg_api_metrics_render(struct eg_app *app, struct eg_buf *b)
                          "Event frames written from catch-up pages (resumed subscribers).",
                          (double)ss.caught_up_total);
         if (rc == 0)
+            rc = counter(b, "sse_subscribers_behind_total",
+                         "Subscribers that passed the pending-bytes cap and paged from the log.",
+                         (double)ss.fell_behind_total);
+        if (rc == 0)
             rc = counter(b, "sse_subscribers_dropped_total",
-                         "Subscribers cut off for falling too far behind (they resume).",
+                         "Subscribers closed for staying behind too long (they resume).",
                          (double)ss.dropped_total);
         if (rc == 0)
             rc = counter(b, "sse_resets_total", "reset events sent for unusable positions.",
                          (double)ss.resets_total);
+        if (rc == 0)
+            rc = counter(b, "sse_log_reads_total", "Topic reads of the event log.",
+                         (double)ss.log_reads_total);
+        if (rc == 0)
+            rc = counter(b, "sse_bus_notices_duplicate_total",
+                         "Bus notices about events already delivered (dropped).",
+                         (double)ss.notices_dup_total);
+        if (rc == 0)
+            rc = counter(b, "sse_bus_notices_gap_total",
+                         "Bus notices that showed earlier notices were missed (log read).",
+                         (double)ss.notices_gap_total);
+        if (rc == 0)
+            rc = eg_prom_header(b, "sse_delivery_lag_seconds", "histogram",
+                                "Write transaction start to written to every live subscriber.");
+        if (rc == 0)
+            rc = eg_prom_hist(b, "sse_delivery_lag_seconds", NULL, ss.lag);
+    }
+    if (rc == 0 && app->bus != NULL) {
+        struct eg_bus_stats bs;
+        char kind[48];
+
+        eg_bus_get_stats(app->bus, &bs);
+        snprintf(kind, sizeof(kind), "kind=\"%s\"", bs.kind);
+        rc = eg_prom_header(b, "bus_connected", "gauge",
+                            "1 while the event bus receives notices (ENGRAM_BUS).");
+        if (rc == 0)
+            rc = eg_prom_sample(b, "bus_connected", kind, bs.is_up ? 1 : 0);
+        if (rc == 0)
+            rc = counter(b, "bus_notices_published_total", "Log notices this instance sent.",
+                         (double)bs.notices_published_total);
+        if (rc == 0)
+            rc = counter(b, "bus_notices_received_total", "Log notices this instance received.",
+                         (double)bs.notices_received_total);
+        if (rc == 0)
+            rc = counter(b, "bus_pokes_sent_total", "Pokes sent to the sequencer leader.",
+                         (double)bs.pokes_sent_total);
+        if (rc == 0)
+            rc = counter(b, "bus_pokes_received_total", "Pokes received.",
+                         (double)bs.pokes_received_total);
+        if (rc == 0)
+            rc = counter(b, "bus_reconnects_total", "Times the bus lost its connection.",
+                         (double)bs.reconnects_total);
     }
     if (rc == 0 && app->seq != NULL) {
         struct eg_db_seq_stats qs;
@@ -161,6 +207,9 @@ int eg_api_metrics_render(struct eg_app *app, struct eg_buf *b)
         if (rc == 0)
             rc = counter(b, "sequencer_batches_total", "Sequencer transactions that moved rows.",
                          (double)qs.batches_total);
+        if (rc == 0)
+            rc = counter(b, "events_pruned_total", "Events deleted by retention on this leader.",
+                         (double)qs.pruned_total);
     }
     if (rc == 0 && app->tls != NULL)
         rc = render_tls(app->tls, b);

@@ -1,10 +1,15 @@
 /*
- * Redis connection with liveness: resolve -> connect -> (AUTH, SELECT) -> PING every ping_ms.
+ * Redis connection with liveness: resolve -> connect -> (AUTH, SELECT) -> probe every ping_ms.
  *
- *   DOWN --timer--> RESOLVING --> CONNECTING --connected--> UP --ping timeout/error--> DOWN
+ *   DOWN --timer--> RESOLVING --> CONNECTING --first answer--> UP --probe late/error--> DOWN
+ *
+ * A command connection probes with PING, or with `PUBLISH <hb> hb` when it has a heartbeat
+ * channel; a subscriber connection subscribes to that channel and counts as alive while the
+ * heartbeats keep arriving (hiredis 0.14 never calls back for PING on a subscribed connection,
+ * INTEGRATION.md §1.4). So one published heartbeat proves the whole pub/sub path.
  *
  * hiredis does not reconnect by itself and frees its context after the disconnect callback, so
- * that callback only drops our pointer and arms the backoff timer. A PING that gets no answer in
+ * that callback only drops our pointer and arms the backoff timer. A probe that gets no answer in
  * time (a SIGSTOPped or blackholed Redis keeps its socket open) tears the context down from the
  * timer, never from inside a hiredis callback.
  */
@@ -20,8 +25,10 @@
 #include "engram/obs.h"
 
 #define CONNECT_TIMEOUT_MS 3000
-#define BACKOFF_MIN_MS     100
-#define BACKOFF_MAX_MS     5000
+/* A probe unanswered this long means a hung server (SIGSTOP, blackhole): reconnect. */
+#define PROBE_DEADLINE_MS 2000
+#define BACKOFF_MIN_MS    100
+#define BACKOFF_MAX_MS    5000
 
 enum redis_state {
     R_DOWN,
@@ -43,6 +50,10 @@ struct eg_redis {
     unsigned attempt;
     bool ping_outstanding;
     uint64_t ping_sent_ms;
+    uint64_t last_rx_ms; /* subscriber: when a message last arrived */
+    struct eg_redis_hooks hooks;
+    char *hb;
+    size_t hb_len;
     struct eg_redis_stats stats;
     int closing_parts; /* the timer's close, and a DNS lookup still in flight */
     void (*on_closed)(void *data);
@@ -227,6 +238,8 @@ static void go_down(struct eg_redis *r, const char *why)
                                               EG_LF_I("attempt", (int64_t)r->attempt + 1)},
                       2);
     }
+    if (r->stats.is_up && r->hooks.on_down != NULL && r->state != R_CLOSED)
+        r->hooks.on_down(r->hooks.data);
     r->stats.is_up = false;
     r->ping_outstanding = false;
     if (r->state == R_CLOSED)
@@ -252,31 +265,88 @@ static void drop_context(struct eg_redis *r, const char *why)
     go_down(r, why);
 }
 
+static void mark_up(struct eg_redis *r)
+{
+    bool was_up = r->stats.is_up;
+
+    r->stats.is_up = true;
+    r->state = R_UP;
+    r->attempt = 0;
+    if (!was_up) {
+        eg_log_fields(EG_LOG_INFO, "redis connected",
+                      (struct eg_log_field[]){
+                          EG_LF_S("role", r->hooks.is_subscriber ? "subscriber" : "commands")},
+                      1);
+        if (r->hooks.on_up != NULL)
+            r->hooks.on_up(r->hooks.data);
+    }
+}
+
+/* A callback of ours for the context in use (not for one torn down, whose queued callbacks
+ * hiredis still runs with NULL replies). */
+static bool is_current(const struct eg_redis *r, const redisAsyncContext *ac)
+{
+    return r != NULL && r->state != R_CLOSED && r->ac == ac && ac->data == r;
+}
+
 static void on_pong(redisAsyncContext *ac, void *reply, void *privdata)
 {
     struct eg_redis *r = privdata;
     redisReply *rep = reply;
 
-    (void)ac;
-    if (r == NULL || r->state == R_CLOSED || r->ac == NULL)
+    if (!is_current(r, ac))
         return;
     r->ping_outstanding = false;
     if (rep == NULL || rep->type == REDIS_REPLY_ERROR)
         return; /* the disconnect callback, or the next ping deadline, handles it */
     r->stats.last_ping_seconds = (double)(uv_now(r->loop) - r->ping_sent_ms) / 1000.0;
-    if (!r->stats.is_up)
-        eg_log(EG_LOG_INFO, "redis connected");
-    r->stats.is_up = true;
-    r->state = R_UP;
-    r->attempt = 0;
+    mark_up(r);
 }
 
 static void send_ping(struct eg_redis *r)
 {
+    int rc;
+
     r->ping_outstanding = true;
     r->ping_sent_ms = uv_now(r->loop);
-    if (redisAsyncCommand(r->ac, on_pong, r, "PING") != REDIS_OK)
+    if (r->hb != NULL)
+        rc = redisAsyncCommand(r->ac, on_pong, r, "PUBLISH %b hb", r->hb, r->hb_len);
+    else
+        rc = redisAsyncCommand(r->ac, on_pong, r, "PING");
+    if (rc != REDIS_OK)
         drop_context(r, "PING could not be queued");
+}
+
+/* Every reply on a subscriber connection: subscribe acknowledgements and messages. */
+static void on_sub_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    struct eg_redis *r = privdata;
+    redisReply *rep = reply;
+    const redisReply *kind;
+    const redisReply *ch;
+
+    if (!is_current(r, ac) || rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 3)
+        return;
+    kind = rep->element[0];
+    ch = rep->element[1];
+    if (kind->type != REDIS_REPLY_STRING || ch->type != REDIS_REPLY_STRING)
+        return;
+    r->last_rx_ms = uv_now(r->loop);
+    if (strcmp(kind->str, "message") == 0) {
+        const redisReply *msg = rep->element[2];
+
+        r->stats.messages_total++;
+        if ((size_t)ch->len == r->hb_len && memcmp(ch->str, r->hb, r->hb_len) == 0)
+            return;
+        if (msg->type == REDIS_REPLY_STRING && r->hooks.on_message != NULL)
+            r->hooks.on_message(ch->str, (size_t)ch->len, msg->str, (size_t)msg->len,
+                                r->hooks.data);
+    } else if (strcmp(kind->str, "subscribe") == 0) {
+        if ((size_t)ch->len == r->hb_len && memcmp(ch->str, r->hb, r->hb_len) == 0)
+            mark_up(r);
+        else if (r->hooks.on_subscribed != NULL)
+            r->hooks.on_subscribed(ch->str, (size_t)ch->len, r->hooks.data);
+    }
 }
 
 static void on_connect(const redisAsyncContext *ac, int status)
@@ -332,7 +402,13 @@ static void start_connect(struct eg_redis *r)
         redisAsyncCommand(ac, NULL, NULL, "AUTH %s", r->addr.password);
     if (r->addr.db != 0)
         redisAsyncCommand(ac, NULL, NULL, "SELECT %d", r->addr.db);
-    send_ping(r);
+    if (r->hooks.is_subscriber) {
+        /* Up once the heartbeat channel is subscribed; the owner then subscribes the rest. */
+        r->last_rx_ms = uv_now(r->loop);
+        redisAsyncCommand(ac, on_sub_reply, r, "SUBSCRIBE %b", r->hb, r->hb_len);
+    } else {
+        send_ping(r);
+    }
     schedule(r, CONNECT_TIMEOUT_MS);
 }
 
@@ -342,6 +418,7 @@ static void closed_part(struct eg_redis *r)
         return;
     if (r->on_closed != NULL)
         r->on_closed(r->closed_data);
+    eg_free(r->hb);
     eg_free(r);
 }
 
@@ -388,8 +465,15 @@ static void on_timer(uv_timer_t *t)
             drop_context(r, "timed out connecting to redis");
             break;
         }
-        if (r->ping_outstanding) {
-            if (uv_now(r->loop) - r->ping_sent_ms >= r->ping_ms + CONNECT_TIMEOUT_MS) {
+        if (r->hooks.is_subscriber) {
+            /* Heartbeats come every ping_ms while the command connection is up: three missed
+             * ones mean the path is broken (INTEGRATION.md §1.4). */
+            if (uv_now(r->loop) - r->last_rx_ms > 3 * r->ping_ms) {
+                drop_context(r, "no heartbeat arrived on the subscriber connection");
+                break;
+            }
+        } else if (r->ping_outstanding) {
+            if (uv_now(r->loop) - r->ping_sent_ms >= PROBE_DEADLINE_MS) {
                 drop_context(r, "redis did not answer PING in time");
                 break;
             }
@@ -402,13 +486,21 @@ static void on_timer(uv_timer_t *t)
     }
 }
 
-struct eg_redis *eg_redis_new(uv_loop_t *loop, const struct eg_redis_addr *addr, uint64_t ping_ms)
+struct eg_redis *eg_redis_new(uv_loop_t *loop, const struct eg_redis_addr *addr, uint64_t ping_ms,
+                              const struct eg_redis_hooks *hooks)
 {
     struct eg_redis *r = eg_calloc(1, sizeof(*r));
 
     r->loop = loop;
     r->addr = *addr;
     r->ping_ms = ping_ms;
+    if (hooks != NULL) {
+        r->hooks = *hooks;
+        if (hooks->hb_channel != NULL) {
+            r->hb_len = strlen(hooks->hb_channel);
+            r->hb = eg_strndup(hooks->hb_channel, r->hb_len);
+        }
+    }
     r->state = R_DOWN;
     uv_timer_init(loop, &r->timer);
     r->timer.data = r;
@@ -419,6 +511,35 @@ struct eg_redis *eg_redis_new(uv_loop_t *loop, const struct eg_redis_addr *addr,
 void eg_redis_get_stats(const struct eg_redis *r, struct eg_redis_stats *out)
 {
     *out = r->stats;
+}
+
+bool eg_redis_is_up(const struct eg_redis *r)
+{
+    return r->stats.is_up && r->ac != NULL;
+}
+
+int eg_redis_publish(struct eg_redis *r, const char *channel, size_t channel_len, const char *msg,
+                     size_t msg_len)
+{
+    if (!eg_redis_is_up(r)
+        || redisAsyncCommand(r->ac, NULL, NULL, "PUBLISH %b %b", channel, channel_len, msg, msg_len)
+               != REDIS_OK)
+        return EG_EUNAVAIL;
+    r->stats.commands_total++;
+    return 0;
+}
+
+int eg_redis_subscribe(struct eg_redis *r, const char *channel, size_t len, bool subscribe)
+{
+    int rc;
+
+    if (!eg_redis_is_up(r) || !r->hooks.is_subscriber)
+        return EG_EUNAVAIL;
+    if (subscribe)
+        rc = redisAsyncCommand(r->ac, on_sub_reply, r, "SUBSCRIBE %b", channel, len);
+    else
+        rc = redisAsyncCommand(r->ac, on_sub_reply, r, "UNSUBSCRIBE %b", channel, len);
+    return rc == REDIS_OK ? 0 : EG_EUNAVAIL;
 }
 
 static void on_redis_timer_closed(uv_handle_t *h)

@@ -1,11 +1,14 @@
 /*
  * Per-request arena: bump allocation from chunks, with a ceiling on the total so a client cannot
- * make one request hold unbounded memory. Small requests fit in the first 4 KiB chunk.
+ * make one request hold unbounded memory. Chunks start small and double up to 4 KiB (or the size
+ * asked for): an idle event stream keeps its request, and with it these chunks, for hours, so a
+ * small request must cost little.
  */
 #include "engram/core.h"
 
 #include <string.h>
 
+#define ARENA_FIRST_BYTES 1024
 #define ARENA_CHUNK_BYTES 4096
 #define ARENA_ALIGN       16
 
@@ -61,7 +64,9 @@ void *eg_arena_alloc(struct eg_arena *a, size_t n)
     if (rounded < n)
         return NULL;
     if (k == NULL || k->size - k->off < rounded) {
-        size = rounded > ARENA_CHUNK_BYTES ? rounded : ARENA_CHUNK_BYTES;
+        size = k == NULL ? ARENA_FIRST_BYTES : EG_MIN(k->size * 2, (size_t)ARENA_CHUNK_BYTES);
+        if (rounded > size)
+            size = rounded;
         /* Written so it cannot wrap: a huge n must fail, not allocate a tiny chunk. */
         if (size > a->max || sizeof(*k) > a->max - size || a->used > a->max - size - sizeof(*k))
             return NULL;

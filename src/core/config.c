@@ -229,6 +229,8 @@ int eg_config_load(struct eg_config *cfg, eg_config_getenv_fn *getenv_fn, void *
     cfg->sse_catchup_ms = 1000;
     cfg->sse_max_pending_bytes = 256 * 1024;
     cfg->sse_retry_ms = 3000;
+    cfg->sse_max_behind_ms = 60000;
+    cfg->event_retention_s = 7 * 86400;
     cfg->sequencer_poll_ms = 50;
     cfg->sequencer_batch = 1000;
     snprintf(cfg->log_level, sizeof(cfg->log_level), "info");
@@ -297,6 +299,20 @@ int eg_config_load(struct eg_config *cfg, eg_config_getenv_fn *getenv_fn, void *
                       &cfg->sse_max_pending_bytes);
     if (rc == 0)
         rc = get_u64(&x, "ENGRAM_SSE_RETRY_MS", 0, 3600000, &cfg->sse_retry_ms);
+    if (rc == 0)
+        rc = get_u64(&x, "ENGRAM_SSE_MAX_BEHIND_MS", 100, 86400000, &cfg->sse_max_behind_ms);
+    if (rc == 0)
+        rc =
+            get_u64(&x, "ENGRAM_EVENT_RETENTION_S", 0, 100u * 365 * 86400, &cfg->event_retention_s);
+    if (rc == 0)
+        rc = get_str(&x, "ENGRAM_BUS", cfg->bus, sizeof(cfg->bus));
+    if (rc == 0 && cfg->bus[0] == '\0')
+        snprintf(cfg->bus, sizeof(cfg->bus), "%s",
+                 cfg->redis_url[0] != '\0' ? "redis" : "postgres");
+    if (rc == 0 && strcmp(cfg->bus, "redis") != 0 && strcmp(cfg->bus, "postgres") != 0)
+        rc = bad(&x, "ENGRAM_BUS", "expected redis or postgres", cfg->bus);
+    if (rc == 0 && strcmp(cfg->bus, "redis") == 0 && cfg->redis_url[0] == '\0')
+        rc = bad(&x, "ENGRAM_BUS", "redis needs REDIS_URL", cfg->bus);
     if (rc == 0)
         rc = get_u64(&x, "ENGRAM_SEQUENCER_POLL_MS", 1, 60000, &cfg->sequencer_poll_ms);
     u = (uint64_t)cfg->sequencer_batch;

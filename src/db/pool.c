@@ -115,6 +115,8 @@ struct eg_db_pool {
     uv_timer_t queue_timer;
     eg_db_state_fn *on_state;
     void *state_data;
+    eg_db_notify_fn *on_notify;
+    void *notify_data;
     struct eg_db_pool_stats stats;
     struct eg_hist query_hist;
     bool was_live;
@@ -249,6 +251,12 @@ static void fail_all_waiting(struct eg_db_pool *p, const char *why)
 }
 
 /* ---- state bookkeeping -------------------------------------------------------------------- */
+
+void eg_db_pool_set_notify(struct eg_db_pool *p, eg_db_notify_fn *fn, void *data)
+{
+    p->on_notify = fn;
+    p->notify_data = data;
+}
 
 bool eg_db_pool_is_live(const struct eg_db_pool *p)
 {
@@ -799,6 +807,16 @@ static void on_pg_poll(uv_poll_t *h, int status, int events)
         conn_fail(c, EG_EUNAVAIL, PQerrorMessage(c->pg));
         return;
     }
+    if (events & UV_READABLE) {
+        PGnotify *n;
+
+        /* Notifications arrive between and during queries; hand them on in arrival order. */
+        while ((n = PQnotifies(c->pg)) != NULL) {
+            if (p->on_notify != NULL && !p->is_closing)
+                p->on_notify(n->relname, n->extra, p->notify_data);
+            PQfreemem(n);
+        }
+    }
     if (c->state == DBC_BUSY || c->state == DBC_SETUP) {
         int flush = PQflush(c->pg);
 
@@ -812,10 +830,6 @@ static void on_pg_poll(uv_poll_t *h, int status, int events)
         }
         conn_drain(c);
     } else if (c->state == DBC_IDLE) {
-        PGnotify *n;
-
-        while ((n = PQnotifies(c->pg)) != NULL)
-            PQfreemem(n);
         if (PQstatus(c->pg) == CONNECTION_BAD) {
             conn_fail(c, EG_EUNAVAIL, "database connection closed");
             return;

@@ -43,7 +43,9 @@ struct eg_db_seq {
     bool in_flight;
     bool again;       /* poked while a batch ran */
     uint64_t idle_ms; /* current back-off while the outbox is empty */
+    uint64_t next_prune_ms;
     char limit[16];
+    char retention[24];
     struct eg_db_batch batch;
     struct eg_db_seq_stats stats;
     void (*on_closed)(void *data);
@@ -58,31 +60,66 @@ static struct eg_db_stmt st_try_lock = {"seq_try_lock",
  * One statement, so one transaction. The DELETE only takes rows while this session holds the
  * lock; counted/bumped give each project the next numbers of its gapless seq.
  */
-static struct eg_db_stmt st_move = {
-    "seq_move",
-    "WITH moved AS ("
-    "  DELETE FROM event_outbox WHERE id IN ("
-    "    SELECT id FROM event_outbox WHERE " SEQ_LOCK_HELD " ORDER BY id LIMIT $1::int"
-    "    FOR UPDATE SKIP LOCKED)"
-    "  RETURNING id, project_id, subject_id, event_type, payload, created_at), "
-    "counted AS (SELECT project_id, count(*) AS n FROM moved GROUP BY project_id), "
-    "bumped AS ("
-    "  INSERT INTO projects AS p (project_id, last_seq) SELECT project_id, n FROM counted"
-    "  ON CONFLICT (project_id) DO UPDATE SET last_seq = p.last_seq + EXCLUDED.last_seq"
-    "  RETURNING p.project_id, p.last_seq, p.epoch), "
-    "numbered AS (SELECT m.*, row_number() OVER (PARTITION BY m.project_id ORDER BY m.id) AS rn"
-    "  FROM moved m), "
-    "ins AS (INSERT INTO events (project_id, seq, subject_id, event_type, payload, created_at)"
-    "  SELECT n.project_id, b.last_seq - c.n + n.rn, n.subject_id, n.event_type, n.payload,"
-    "  n.created_at FROM numbered n JOIN bumped b USING (project_id) JOIN counted c"
-    "  USING (project_id)"
-    "  RETURNING project_id, seq, subject_id, event_type, payload) "
-    /* The statement's sub-queries share one snapshot: the new epoch comes from bumped. */
-    "SELECT i.project_id, i.seq, i.subject_id, i.event_type, i.payload, b.epoch "
-    "FROM ins i JOIN bumped b USING (project_id) ORDER BY i.project_id, i.seq",
+/*
+ * One statement, so one transaction. The DELETE only takes rows while this session holds the
+ * lock; counted/bumped give each project the next numbers of its gapless seq. With the postgres
+ * bus the last row of each project also calls pg_notify, so the notice commits with the batch
+ * (never with a write: ARCHITECTURE.md §5); a project id too long for a NOTIFY payload is left to
+ * the readers' catch-up poll.
+ */
+#define SEQ_MOVE(NOTIFY)                                                                           \
+    "WITH moved AS ("                                                                              \
+    "  DELETE FROM event_outbox WHERE id IN ("                                                     \
+    "    SELECT id FROM event_outbox WHERE " SEQ_LOCK_HELD " ORDER BY id LIMIT $1::int"            \
+    "    FOR UPDATE SKIP LOCKED)"                                                                  \
+    "  RETURNING id, project_id, subject_id, event_type, payload, created_at), "                   \
+    "counted AS (SELECT project_id, count(*) AS n FROM moved GROUP BY project_id), "               \
+    "bumped AS ("                                                                                  \
+    "  INSERT INTO projects AS p (project_id, last_seq) SELECT project_id, n FROM counted"         \
+    "  ON CONFLICT (project_id) DO UPDATE SET last_seq = p.last_seq + EXCLUDED.last_seq"           \
+    "  RETURNING p.project_id, p.last_seq, p.epoch), "                                             \
+    "numbered AS (SELECT m.*, row_number() OVER (PARTITION BY m.project_id ORDER BY m.id) AS rn"   \
+    "  FROM moved m), "                                                                            \
+    "ins AS (INSERT INTO events (project_id, seq, subject_id, event_type, payload, created_at)"    \
+    "  SELECT n.project_id, b.last_seq - c.n + n.rn, n.subject_id, n.event_type, n.payload,"       \
+    "  n.created_at FROM numbered n JOIN bumped b USING (project_id) JOIN counted c"               \
+    "  USING (project_id)"                                                                         \
+    "  RETURNING project_id, seq, subject_id, event_type, payload, created_at) " /* The            \
+                                                                                    statement's    \
+                                                                                    sub-queries    \
+                                                                                    share one      \
+                                                                                    snapshot: the  \
+                                                                                    new epoch      \
+                                                                                    comes from     \
+                                                                                    bumped. */     \
+    "SELECT i.project_id, i.seq, i.subject_id, i.event_type, i.payload,"                           \
+    " (extract(epoch FROM i.created_at) * 1000)::bigint, b.epoch" NOTIFY                           \
+    " FROM ins i JOIN bumped b USING (project_id) JOIN counted c USING (project_id)"               \
+    " ORDER BY i.project_id, i.seq"
+
+static struct eg_db_stmt st_move = {"seq_move", SEQ_MOVE(""), 1, 0};
+
+static struct eg_db_stmt st_move_notify = {
+    "seq_move_notify",
+    SEQ_MOVE(", CASE WHEN i.seq = b.last_seq AND octet_length(i.project_id) <= 7000 THEN"
+             " pg_notify('engram_events', b.epoch || ':' || (b.last_seq - c.n + 1) || ':' ||"
+             " b.last_seq || ':' || i.project_id) END"),
     1,
     0,
 };
+
+/* Retention: the leader deletes events sequenced before the window, a bounded slice at a time. */
+#define PRUNE_SLICE 5000
+static struct eg_db_stmt st_prune = {
+    "seq_prune",
+    "WITH d AS (DELETE FROM events WHERE ctid = ANY (ARRAY("
+    "SELECT ctid FROM events WHERE sequenced_at < now() - make_interval(secs => $1::double "
+    "precision) ORDER BY sequenced_at LIMIT 5000)) RETURNING 1) SELECT count(*) FROM d",
+    1,
+    0,
+};
+/* How often the leader looks for events to prune: a tenth of the window, 1 s to 60 s. */
+#define PRUNE_EVERY_MS(s) EG_MAX(1000u, EG_MIN(60000u, (s)->cfg.retention_s * 100u))
 
 static struct eg_db_stmt st_lock_held = {"seq_lock_held", "SELECT " SEQ_LOCK_HELD, 0, 0};
 
@@ -125,7 +162,7 @@ static void on_moved(const struct eg_db_reply *rep, void *data)
         s->on_batch(rows, s->data);
         s->idle_ms = 1;
     }
-    if (n >= s->cfg.batch_max || s->again) {
+    if (n >= s->cfg.batch_max || s->again || s->next_prune_ms <= uv_now(s->loop)) {
         s->again = false;
         seq_schedule(s, 0);
         return;
@@ -135,6 +172,24 @@ static void on_moved(const struct eg_db_reply *rep, void *data)
     if (n == 0)
         s->idle_ms = EG_MIN(s->idle_ms * 2, s->cfg.idle_poll_ms);
     seq_schedule(s, n > 0 ? SEQ_COALESCE_MS : s->idle_ms);
+}
+
+static void on_pruned(const struct eg_db_reply *rep, void *data)
+{
+    struct eg_db_seq *s = data;
+    long long n =
+        rep->status == 0 && rep->nresults > 0 ? eg_db_get_ll(rep->results[0], 0, 0, 0) : 0;
+
+    s->in_flight = false;
+    if (s->state == SEQ_CLOSED)
+        return;
+    s->stats.pruned_total += (uint64_t)n;
+    if (rep->status != 0)
+        eg_log_fields(EG_LOG_WARN, "event retention pruning failed",
+                      (struct eg_log_field[]){EG_LF_S("error", rep->message)}, 1);
+    /* A full slice: more is due, after the next batch (pruning never starves sequencing). */
+    s->next_prune_ms = uv_now(s->loop) + (n >= PRUNE_SLICE ? 0 : PRUNE_EVERY_MS(s));
+    seq_schedule(s, 0);
 }
 
 static void on_lock(const struct eg_db_reply *rep, void *data)
@@ -174,10 +229,17 @@ static void on_timer(uv_timer_t *t)
         eg_db_submit(s->pool, &s->batch, on_lock, s);
         return;
     }
+    if (s->next_prune_ms <= uv_now(s->loop)) {
+        const char *values[1] = {s->retention};
+
+        eg_db_batch_add(&s->batch, &st_prune, values);
+        eg_db_submit(s->pool, &s->batch, on_pruned, s);
+        return;
+    }
     {
         const char *values[1] = {s->limit};
 
-        eg_db_batch_add(&s->batch, &st_move, values);
+        eg_db_batch_add(&s->batch, s->cfg.notify ? &st_move_notify : &st_move, values);
         eg_db_batch_add(&s->batch, &st_lock_held, NULL);
         eg_db_submit(s->pool, &s->batch, on_moved, s);
     }
@@ -218,6 +280,9 @@ struct eg_db_seq *eg_db_seq_new(uv_loop_t *loop, const struct eg_db_seq_config *
     s->data = data;
     s->idle_ms = 1;
     snprintf(s->limit, sizeof(s->limit), "%d", cfg->batch_max);
+    snprintf(s->retention, sizeof(s->retention), "%llu", (unsigned long long)cfg->retention_s);
+    /* Retention 0 keeps every event: never due. */
+    s->next_prune_ms = cfg->retention_s > 0 ? uv_now(loop) + 1000 : UINT64_MAX;
     dc.conninfo = s->conninfo;
     uv_timer_init(loop, &s->timer);
     s->timer.data = s;

@@ -168,7 +168,7 @@ static int on_header_value_complete(llhttp_t *ll)
     if (r->header_count >= p->limits->header_count)
         return fail(p, 431, "too many header fields");
     if (r->header_count == r->header_cap) {
-        size_t cap = r->header_cap ? r->header_cap * 2 : 16;
+        size_t cap = r->header_cap ? r->header_cap * 2 : 8;
         struct eg_http_header *nh = eg_arena_alloc(&r->arena, cap * sizeof(*nh));
 
         if (nh == NULL)
@@ -273,18 +273,21 @@ static int on_message_complete(llhttp_t *ll)
 void eg_http_parser_init(struct eg_http_parser *p, const struct eg_http_limits *limits,
                          eg_http_req_new_fn *new_req, eg_http_head_fn *on_head, void *data)
 {
+    /* Shared by every connection (llhttp only reads it): 200+ bytes fewer per connection. */
+    static const llhttp_settings_t settings = {
+        .on_message_begin = on_message_begin,
+        .on_url = on_url,
+        .on_url_complete = on_url_complete,
+        .on_header_field = on_header_field,
+        .on_header_value = on_header_value,
+        .on_header_value_complete = on_header_value_complete,
+        .on_headers_complete = on_headers_complete,
+        .on_body = on_body,
+        .on_message_complete = on_message_complete,
+    };
+
     memset(p, 0, sizeof(*p));
-    llhttp_settings_init(&p->settings);
-    p->settings.on_message_begin = on_message_begin;
-    p->settings.on_url = on_url;
-    p->settings.on_url_complete = on_url_complete;
-    p->settings.on_header_field = on_header_field;
-    p->settings.on_header_value = on_header_value;
-    p->settings.on_header_value_complete = on_header_value_complete;
-    p->settings.on_headers_complete = on_headers_complete;
-    p->settings.on_body = on_body;
-    p->settings.on_message_complete = on_message_complete;
-    llhttp_init(&p->ll, HTTP_REQUEST, &p->settings);
+    llhttp_init(&p->ll, HTTP_REQUEST, &settings);
     p->limits = limits;
     p->new_req = new_req;
     p->on_head = on_head;

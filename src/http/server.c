@@ -267,6 +267,8 @@ static bool after_write(struct eg_http_conn *c, int status)
         finish_req(c, r);
     }
     c->writing_count = 0;
+    if (c->head != NULL && c->head->is_streaming)
+        eg_buf_fini(&c->out); /* written; an idle stream keeps no write buffer */
     if (status < 0) {
         eg_net_conn_close(&c->net);
         return false;
@@ -309,6 +311,11 @@ static int conn_write_ready(struct eg_http_conn *c)
                 return -1;
             }
             r->stream_head_sent = true;
+            /* An event stream can live for hours: drop what only the request phase needed. */
+            eg_buf_fini(&r->field);
+            eg_buf_fini(&r->value);
+            eg_buf_fini(&r->body);
+            eg_buf_fini(&r->resp_headers);
         }
         if (r->stream_out.len > 0
             && eg_buf_append(&c->out, r->stream_out.base, r->stream_out.len) < 0) {
@@ -316,7 +323,7 @@ static int conn_write_ready(struct eg_http_conn *c)
             return -1;
         }
         r->bytes_out += c->out.len;
-        eg_buf_reset(&r->stream_out);
+        eg_buf_fini(&r->stream_out); /* idle streams hold no queue memory */
         if (r->stream_ended) {
             eg_buf_puts(&c->out, "0\r\n\r\n");
             r->close_after = true;
@@ -436,9 +443,13 @@ static void on_written(struct eg_net_conn *nc, int status)
 {
     struct eg_http_conn *c = nc->data;
 
-    if (after_write(c, status))
+    if (after_write(c, status)) {
+        struct eg_http_req *r = c->head;
+
+        if (r != NULL && r->is_streaming && r->on_drain != NULL && !r->stream_ended)
+            r->on_drain(r, r->drain_data);
         conn_run(c);
-    else if (!nc->is_closing)
+    } else if (!nc->is_closing)
         conn_update_timer(c, false);
 }
 
@@ -690,6 +701,61 @@ int eg_http_stream_write(struct eg_http_req *r, const char *data, size_t len)
     eg_buf_append(&r->stream_out, "\r\n", 2);
     conn_run(r->conn);
     return 0;
+}
+
+int eg_http_stream_writev(struct eg_http_req *r, const uv_buf_t *bufs, unsigned int nbufs)
+{
+    struct eg_http_conn *c = r->conn;
+    uv_buf_t iov[EG_HTTP_WRITEV_MAX + 2];
+    char size_line[24];
+    size_t len = 0;
+    size_t total;
+    ssize_t n;
+    int sl;
+
+    if (c == NULL || c->net.is_closing || r->stream_ended)
+        return EG_ECANCELED;
+    if (nbufs > EG_HTTP_WRITEV_MAX)
+        return EG_ELIMIT;
+    for (unsigned int i = 0; i < nbufs; i++)
+        len += bufs[i].len;
+    if (len == 0)
+        return 0;
+    sl = snprintf(size_line, sizeof(size_line), "%zx\r\n", len);
+    total = (size_t)sl + len + 2;
+    if (r->stream_out.len + total > EG_HTTP_STREAM_MAX)
+        return EG_ELIMIT;
+    iov[0] = uv_buf_init(size_line, (unsigned int)sl);
+    memcpy(iov + 1, bufs, nbufs * sizeof(*bufs));
+    iov[nbufs + 1] = uv_buf_init((char *)"\r\n", 2);
+    n = 0;
+    /* Straight to the socket when nothing is ahead of these bytes. */
+    if (r->stream_head_sent && r->stream_out.len == 0 && !c->net.is_writing && !c->is_running) {
+        n = eg_net_conn_try_write(&c->net, iov, nbufs + 2);
+        if (n < 0) {
+            eg_net_conn_close(&c->net);
+            return EG_ECANCELED;
+        }
+        r->bytes_out += (size_t)n;
+        if ((size_t)n == total)
+            return 0;
+    }
+    /* Queue the rest, skipping what the socket took. */
+    for (unsigned int i = 0; i < nbufs + 2; i++) {
+        size_t skip = EG_MIN((size_t)n, iov[i].len);
+
+        n -= (ssize_t)skip;
+        eg_buf_append(&r->stream_out, iov[i].base + skip, iov[i].len - skip);
+    }
+    conn_run(c);
+    return 0;
+}
+
+void eg_http_stream_on_drain(struct eg_http_req *r, void (*fn)(struct eg_http_req *r, void *data),
+                             void *data)
+{
+    r->on_drain = fn;
+    r->drain_data = data;
 }
 
 size_t eg_http_stream_pending(const struct eg_http_req *r)

@@ -408,10 +408,10 @@ class Frame:
 class SSE:
     """One subscription to GET /api/v1/events/memories."""
 
-    def __init__(self, srv, project, query="", headers=None, timeout=SSE_WAIT_S):
+    def __init__(self, srv, project, query="", headers=None, timeout=SSE_WAIT_S, rcvbuf=None):
         self.srv = srv
         self.project = project
-        self.conn = RawConn(srv.host, srv.port, timeout=timeout)
+        self.conn = RawConn(srv.host, srv.port, timeout=timeout, rcvbuf=rcvbuf)
         path = "/api/v1/events/memories" + ("?" + query if query else "")
         hdrs = [("x-project-id", project)] if project is not None else []
         hdrs += list(headers.items()) if isinstance(headers, dict) else list(headers or [])

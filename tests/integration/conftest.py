@@ -262,6 +262,10 @@ class RedisServer:
         self.dir = workdir / ("redis-%d" % self.port)
         self.dir.mkdir()
         self.logfile = self.dir / "redis.log"
+        self.start()
+
+    def start(self):
+        """Starts redis-server on self.port (again, after kill(): same port, empty data)."""
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", HOST, "--save", "",
              "--appendonly", "no", "--dir", str(self.dir), "--logfile", str(self.logfile)],

@@ -47,10 +47,18 @@ class Response:
 class RawConn:
     """One TCP connection with a receive buffer and a response parser."""
 
-    def __init__(self, host, port, timeout=5.0, connect_timeout=3.0):
+    def __init__(self, host, port, timeout=5.0, connect_timeout=3.0, rcvbuf=None):
         self.host = host
         self.port = port
-        self.sock = socket.create_connection((host, port), timeout=connect_timeout)
+        if rcvbuf is None:
+            self.sock = socket.create_connection((host, port), timeout=connect_timeout)
+        else:
+            # Before connect, so the window the peer sees is small from the start (shrinking it
+            # later leaves the sender waiting on zero-window probes).
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sock.settimeout(connect_timeout)
+            self.sock.connect((host, port))
         self.sock.settimeout(timeout)
         self.timeout = timeout
         self.buf = b""
