@@ -324,13 +324,7 @@ def test_body_over_limit_is_413_over_https(https):
 
 def test_sse_over_https_receives_event_written_over_http(https):
     project = apiclient.new_id("tlssse")
-    orig = apiclient.RawConn
-    apiclient.RawConn = lambda host, port, timeout=5.0: TlsConn(host, https.tls_port, https.ctx,
-                                                                 timeout=timeout)
-    try:
-        s = SSE(https.srv, project)
-    finally:
-        apiclient.RawConn = orig
+    s = _tls_sse(https, project)
     try:
         assert s.status == 200
         assert s.next_event().event == "connected"
@@ -341,34 +335,49 @@ def test_sse_over_https_receives_event_written_over_http(https):
         s.close()
 
 
-def test_slow_sse_reader_over_https_is_cut_off_not_buffered(https):
-    """Backpressure: a TLS subscriber that never reads is dropped once its unsent bytes (plaintext
-    and ciphertext held by the server) pass ENGRAM_SSE_MAX_PENDING_BYTES, without the server
-    buffering without bound."""
+def _tls_sse(https, project, **kw):
+    orig = apiclient.RawConn
+    apiclient.RawConn = lambda host, port, timeout=5.0, **ckw: TlsConn(
+        host, https.tls_port, https.ctx, timeout=timeout, **ckw)
+    try:
+        return SSE(https.srv, project, **kw)
+    finally:
+        apiclient.RawConn = orig
+
+
+def test_slow_sse_reader_over_https_falls_behind_then_catches_up(https):
+    """Backpressure: a TLS subscriber that does not read stops taking live events (it falls behind)
+    once its unsent bytes, plaintext and ciphertext the server holds, pass
+    ENGRAM_SSE_MAX_PENDING_BYTES, without the server buffering without bound; when it reads again
+    it pages through the log to the last event."""
     project = apiclient.new_id("tlsslow")
-    c = TlsConn(HOST, https.tls_port, https.ctx, timeout=10)
-    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    c.send(request_bytes("GET", "/api/v1/events/memories", {"x-project-id": project}))
-    dropped0 = _metric(https.srv, "sse_subscribers_dropped_total")
+    s = _tls_sse(https, project, rcvbuf=4096)
+    behind0 = _metric(https.srv, "sse_subscribers_behind_total")
     rss0 = https.srv.rss_kib()
     text = "y" * 9000
+    last = None
     try:
+        assert s.status == 200
         with https.srv.conn(timeout=10) as w:
             for i in range(3000):
                 body = json.dumps({"subject_id": "u-slow", "text": "%d %s" % (i, text)})
                 w.send(request_bytes("POST", "/api/v1/memories",
                                      {"x-project-id": project,
                                       "Content-Type": "application/json"}, body))
-                assert w.read_response().status == 201
-                if i % 50 == 49 and _metric(https.srv, "sse_subscribers_dropped_total") > dropped0:
+                r = w.read_response()
+                assert r.status == 201
+                last = r.json()["id"]
+                if i % 50 == 49 and _metric(https.srv, "sse_subscribers_behind_total") > behind0:
                     break
         deadline = time.monotonic() + 10
-        while _metric(https.srv, "sse_subscribers_dropped_total") == dropped0:
-            assert time.monotonic() < deadline, "the stalled TLS subscriber was never cut off"
+        while _metric(https.srv, "sse_subscribers_behind_total") == behind0:
+            assert time.monotonic() < deadline, "the stalled TLS subscriber never fell behind"
             time.sleep(0.05)
         assert https.srv.rss_kib() - rss0 < 64 * 1024
+        ev = s.wait_event("memory.created", lambda d: d["id"] == last, timeout=60)
+        assert ev.data["id"] == last
     finally:
-        c.close()
+        s.close()
     assert_serving(https)
 
 
