@@ -351,11 +351,91 @@ CREATE INDEX idx_memories_norm_text
     ON memories (project_id, subject_id, md5(eg_norm_text(text)))
     WHERE is_deleted = false AND status = 'active';
 
+-- ---- 0004_auth -------------------------------------------------------------------------------
+
+-- One row per API key. The key itself is never stored: key_hash is the hex SHA-256 of the whole
+-- key text, looked up through its unique index; prefix is the public part of the key, unique so
+-- `engramd keys revoke <prefix>` names one key. A key is valid while revoked_at is NULL and
+-- expires_at is NULL or in the future. replaced_by links a rotated key to its successor.
+CREATE TABLE IF NOT EXISTS api_keys (
+    id          TEXT PRIMARY KEY,
+    project_id  TEXT NOT NULL,
+    name        TEXT NOT NULL DEFAULT '',
+    prefix      TEXT NOT NULL UNIQUE,
+    key_hash    TEXT NOT NULL UNIQUE,
+    scopes      TEXT[] NOT NULL,
+    created_at  TIMESTAMPTZ NOT NULL DEFAULT NOW(),
+    expires_at  TIMESTAMPTZ,
+    revoked_at  TIMESTAMPTZ,
+    created_by  TEXT,
+    replaced_by TEXT
+);
+CREATE INDEX IF NOT EXISTS idx_api_keys_project ON api_keys (project_id, created_at);
+-- The revocation sweep every instance runs (keys revoked or expired since its last look).
+CREATE INDEX IF NOT EXISTS idx_api_keys_revoked ON api_keys (revoked_at)
+    WHERE revoked_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS idx_api_keys_expires ON api_keys (expires_at)
+    WHERE expires_at IS NOT NULL;
+
+-- Who (key_id; NULL for the CLI) did which write (action) to which object, under which request
+-- id. Rows are written in the same transaction as the write they describe, and only for objects
+-- that transaction changed. Never holds secrets or request bodies.
+CREATE TABLE IF NOT EXISTS audit_log (
+    id          BIGSERIAL PRIMARY KEY,
+    at          TIMESTAMPTZ NOT NULL DEFAULT NOW(),
+    project_id  TEXT NOT NULL,
+    key_id      TEXT,
+    request_id  TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    object_type TEXT NOT NULL,
+    object_id   TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_audit_log_project ON audit_log (project_id, at);
+CREATE INDEX IF NOT EXISTS idx_audit_log_object ON audit_log (project_id, object_type, object_id);
+
+-- ---- 0005_idempotency ------------------------------------------------------------------------
+
+-- One row per (project, principal, key) whose request ran: written in the same transaction as
+-- the request's effect, so a stored response exists exactly when the effect committed. principal
+-- is the API key's id ('' with auth off); fingerprint is the hex SHA-256 of method, target and
+-- body. Rows older than the retention are ignored, replaced on reuse, and pruned.
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    project_id  TEXT NOT NULL,
+    principal   TEXT NOT NULL,
+    idem_key    TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    status      INTEGER NOT NULL,
+    body        TEXT NOT NULL,
+    created_at  TIMESTAMPTZ NOT NULL DEFAULT NOW(),
+    PRIMARY KEY (project_id, principal, idem_key)
+);
+CREATE INDEX IF NOT EXISTS idx_idempotency_keys_created ON idempotency_keys (created_at);
+
+-- Claims a key for the calling transaction: a transaction-scoped advisory lock on the scope
+-- (another holder, on any instance, means a concurrent duplicate: SQLSTATE EGI01), then a check
+-- that no response was stored since the caller looked (EGI02: replay it). The lock ends with the
+-- transaction, including when the session dies, so a crashed instance never leaves a key stuck.
+CREATE OR REPLACE FUNCTION eg_idem_begin(p text, who text, k text, ttl_s integer) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(hashtextextended(p || chr(31) || who || chr(31) || k, 5)) THEN
+        RAISE EXCEPTION 'idempotency key in use' USING ERRCODE = 'EGI01';
+    END IF;
+    IF EXISTS (SELECT 1 FROM idempotency_keys WHERE project_id = p AND principal = who
+               AND idem_key = k AND created_at > now() - make_interval(secs => ttl_s)) THEN
+        RAISE EXCEPTION 'idempotency key already used' USING ERRCODE = 'EGI02';
+    END IF;
+END
+$$;
+
 -- =============================================================================================
 -- Every migration above counts as applied.
 -- =============================================================================================
 INSERT INTO schema_migrations (version, name) VALUES
     (1, '0001_core'),
     (2, '0002_engram_events'),
-    (3, '0003_api_helpers')
+    (3, '0003_api_helpers'),
+    (4, '0004_auth'),
+    (5, '0005_idempotency')
 ON CONFLICT (version) DO NOTHING;

@@ -18,6 +18,7 @@
 #include <uv.h>
 
 #include "engram/api.h"
+#include "engram/auth.h"
 #include "engram/config.h"
 #include "engram/db.h"
 #include "engram/http.h"
@@ -36,6 +37,7 @@ static const char usage_main[] =
     "  migrate   apply database migrations, then exit\n"
     "  bump-epoch [PROJECT]\n"
     "            start a new event-log epoch (after a restore), then exit\n"
+    "  keys      create, list, revoke and rotate API keys\n"
     "  version   print the version\n"
     "\n"
     "Configuration comes from the environment; see docs/OPERATIONS.md.\n";
@@ -64,6 +66,19 @@ static const char usage_bump_epoch[] =
     "database from a backup: positions clients hold from before the restore may name events the\n"
     "restored log no longer has, and a new epoch makes every such resume answer `event: reset`.\n"
     "Open streams of the project end at its next event; their clients resume and get the reset.\n";
+static const char usage_keys[] =
+    "usage: engramd keys create --project P --scopes S1,S2 [--name N] [--expires WHEN]\n"
+    "                           [--if-no-admin]\n"
+    "       engramd keys list [--project P]\n"
+    "       engramd keys revoke <id|prefix>\n"
+    "       engramd keys rotate <id|prefix> [--overlap DURATION]\n"
+    "\n"
+    "Manages API keys directly in the database (same settings as serve). Scopes: memories:read,\n"
+    "memories:write, claims:read, claims:write, events:read, admin (admin implies the others).\n"
+    "WHEN is an ISO-8601 timestamp or a duration such as 30d, 12h, 15m, 10s; rotate keeps the\n"
+    "old key valid for --overlap (default 24h). create and rotate print the new key once, in\n"
+    "the JSON on stdout: store it then, it cannot be shown again. --if-no-admin creates nothing\n"
+    "(exit 0, empty stdout) when the project already has an active admin key.\n";
 
 static struct eg_config cfg;
 
@@ -254,6 +269,316 @@ static int cmd_db_job(void (*start)(struct migrate_state *m), const char *projec
     return m.exit_code;
 }
 
+/* ---- keys --------------------------------------------------------------------------------- */
+
+/*
+ * The key commands run one batch over a one-connection pool on a private loop, like migrate
+ * (no blocking libpq calls anywhere in src/, so the lint rule holds without exceptions).
+ */
+struct cli_run {
+    struct eg_db_pool *pool;
+    uv_timer_t timer;
+    const struct eg_db_batch *batch;
+    bool started;
+    bool done;
+    int status;
+    char sqlstate[6];
+    char message[512];
+    PGresult *res[4]; /* copies of the results we print */
+    size_t nres;
+};
+
+static void on_cli_pool_closed(void *data)
+{
+    struct cli_run *c = data;
+
+    uv_close((uv_handle_t *)&c->timer, NULL);
+}
+
+static void cli_stop(struct cli_run *c)
+{
+    uv_timer_stop(&c->timer);
+    eg_db_pool_close(c->pool, on_cli_pool_closed, c);
+}
+
+static void on_cli_done(const struct eg_db_reply *rep, void *data)
+{
+    struct cli_run *c = data;
+
+    c->done = true;
+    c->status = rep->status;
+    snprintf(c->sqlstate, sizeof(c->sqlstate), "%s", rep->sqlstate);
+    snprintf(c->message, sizeof(c->message), "%s", rep->message);
+    for (size_t i = 0; i < rep->nresults && i < EG_ARRAY_LEN(c->res); i++) {
+        c->res[i] = PQcopyResult(rep->results[i], PG_COPYRES_ATTRS | PG_COPYRES_TUPLES);
+        c->nres++;
+    }
+    cli_stop(c);
+}
+
+static void on_cli_pool_state(struct eg_db_pool *p, void *data)
+{
+    struct cli_run *c = data;
+    struct eg_db_pool_stats st;
+
+    if (c->started || !eg_db_pool_is_live(p))
+        return;
+    eg_db_pool_get_stats(p, &st);
+    if (st.schema_version >= 0 && st.schema_version < eg_db_schema_required()) {
+        c->started = true;
+        c->status = EG_ESCHEMA;
+        snprintf(c->message, sizeof(c->message),
+                 "database schema is at version %d, this engramd needs %d: run `engramd migrate`",
+                 st.schema_version, eg_db_schema_required());
+        cli_stop(c);
+        return;
+    }
+    c->started = true;
+    eg_db_submit(p, c->batch, on_cli_done, c);
+}
+
+static void on_cli_timeout(uv_timer_t *t)
+{
+    struct cli_run *c = t->data;
+
+    c->status = EG_ETIMEDOUT;
+    snprintf(c->message, sizeof(c->message), "could not reach the database within %d s",
+             MIGRATE_CONNECT_TIMEOUT_MS / 1000);
+    cli_stop(c);
+}
+
+/* Runs b; returns 0 with c->res filled, or prints the error and returns 1. */
+static int cli_run_batch(struct cli_run *c, const struct eg_db_batch *b)
+{
+    struct eg_db_config dc = db_config(1, 30000);
+    uv_loop_t loop;
+
+    memset(c, 0, sizeof(*c));
+    c->batch = b;
+    c->status = EG_EUNAVAIL;
+    uv_loop_init(&loop);
+    uv_timer_init(&loop, &c->timer);
+    c->timer.data = c;
+    uv_timer_start(&c->timer, on_cli_timeout, MIGRATE_CONNECT_TIMEOUT_MS, 0);
+    c->pool = eg_db_pool_new(&loop, &dc, on_cli_pool_state, c);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    if (c->status != 0) {
+        if (strncmp(c->sqlstate, "22", 2) == 0)
+            fprintf(stderr, "engramd keys: invalid value: %s\n", c->message);
+        else
+            fprintf(stderr, "engramd keys: %s\n",
+                    c->message[0] != '\0' ? c->message : eg_strerror(c->status));
+        return 1;
+    }
+    return 0;
+}
+
+static void cli_clear(struct cli_run *c)
+{
+    for (size_t i = 0; i < c->nres; i++)
+        PQclear(c->res[i]);
+    c->nres = 0;
+}
+
+static const char *cli_value(const struct cli_run *c, size_t i, int col)
+{
+    if (i >= c->nres || PQntuples(c->res[i]) != 1 || PQnfields(c->res[i]) <= col
+        || PQgetisnull(c->res[i], 0, col))
+        return NULL;
+    return PQgetvalue(c->res[i], 0, col);
+}
+
+struct keys_args {
+    const char *sub;
+    const char *target;
+    const char *project;
+    const char *scopes;
+    const char *name;
+    const char *expires;
+    const char *overlap;
+    bool if_no_admin;
+};
+
+static int keys_usage(const char *why)
+{
+    fprintf(stderr, "engramd keys: %s\n%s", why, usage_keys);
+    return EXIT_CONFIG;
+}
+
+static int parse_keys_args(int argc, char **argv, struct keys_args *a)
+{
+    memset(a, 0, sizeof(*a));
+    if (argc < 3)
+        return keys_usage("missing subcommand");
+    a->sub = argv[2];
+    for (int i = 3; i < argc; i++) {
+        const char *o = argv[i];
+        const char **slot = NULL;
+
+        if (strcmp(o, "--project") == 0)
+            slot = &a->project;
+        else if (strcmp(o, "--scopes") == 0)
+            slot = &a->scopes;
+        else if (strcmp(o, "--name") == 0)
+            slot = &a->name;
+        else if (strcmp(o, "--expires") == 0)
+            slot = &a->expires;
+        else if (strcmp(o, "--overlap") == 0)
+            slot = &a->overlap;
+        else if (strcmp(o, "--if-no-admin") == 0) {
+            a->if_no_admin = true;
+            continue;
+        } else if (o[0] != '-' && a->target == NULL) {
+            a->target = o;
+            continue;
+        } else {
+            fprintf(stderr, "engramd keys: unexpected argument \"%s\"\n", o);
+            return EXIT_CONFIG;
+        }
+        if (i + 1 >= argc)
+            return keys_usage("an option is missing its value");
+        *slot = argv[++i];
+    }
+    return 0;
+}
+
+static int keys_create(const struct keys_args *a)
+{
+    struct eg_auth_key_spec spec = {0};
+    struct eg_auth_new_key k;
+    struct eg_db_batch b = {0};
+    struct cli_run c;
+    struct eg_buf out;
+    char scopes[128];
+    char secs[32];
+    char id[48] = "key_";
+    const char *row;
+    long mask;
+    int64_t n;
+
+    if (a->project == NULL || a->project[0] == '\0' || strlen(a->project) > 255)
+        return keys_usage("--project is required (1 to 255 bytes)");
+    if (a->scopes == NULL)
+        return keys_usage("--scopes is required");
+    mask = eg_auth_scopes_parse(a->scopes, strlen(a->scopes));
+    if (mask <= 0)
+        return keys_usage("--scopes: expected a comma-separated list of known scopes");
+    if (a->name != NULL && strlen(a->name) > 200)
+        return keys_usage("--name: at most 200 bytes");
+    if (a->target != NULL)
+        return keys_usage("create takes no positional argument");
+    eg_auth_scopes_format((unsigned)mask, scopes, sizeof(scopes));
+    spec.project = a->project;
+    spec.scopes = scopes;
+    spec.name = a->name != NULL ? a->name : "";
+    spec.only_if_no_admin = a->if_no_admin;
+    if (a->expires != NULL) {
+        if (eg_auth_duration_parse(a->expires, strlen(a->expires), &n) == 0) {
+            snprintf(secs, sizeof(secs), "%lld", (long long)n);
+            spec.exp_secs = secs;
+        } else {
+            spec.exp_at = a->expires;
+        }
+    }
+    eg_auth_key_generate(&k);
+    eg_uuid_v4(id + 4);
+    eg_auth_batch_create(&b, id, &k, &spec, NULL, "cli");
+    if (cli_run_batch(&c, &b) != 0)
+        return 1;
+    row = cli_value(&c, 0, 0);
+    if (row == NULL) {
+        cli_clear(&c);
+        if (a->if_no_admin) {
+            fprintf(stderr,
+                    "engramd keys: project \"%s\" already has an active admin key; "
+                    "none created\n",
+                    a->project);
+            return 0;
+        }
+        fprintf(stderr, "engramd keys: the key was not created\n");
+        return 1;
+    }
+    eg_buf_init(&out, 1u << 20);
+    eg_auth_json_with_key(&out, row, k.key);
+    printf("%s\n", out.base);
+    fflush(stdout);
+    fprintf(stderr, "engramd keys: this is the only time the key is shown; store it now\n");
+    eg_buf_fini(&out);
+    memset(&k, 0, sizeof(k));
+    cli_clear(&c);
+    return 0;
+}
+
+static int keys_simple(const struct keys_args *a)
+{
+    struct eg_db_batch b = {0};
+    struct eg_auth_new_key k;
+    struct cli_run c;
+    char id[48] = "key_";
+    char secs[32];
+    const char *row;
+    int rc = 0;
+
+    if (strcmp(a->sub, "list") == 0) {
+        if (a->target != NULL)
+            return keys_usage("list takes no positional argument");
+        eg_auth_batch_list(&b, a->project);
+    } else if (strcmp(a->sub, "revoke") == 0) {
+        if (a->target == NULL)
+            return keys_usage("revoke needs a key id or prefix");
+        eg_auth_batch_revoke(&b, a->target, NULL, NULL, "cli");
+    } else {
+        int64_t n = 86400;
+
+        if (a->target == NULL)
+            return keys_usage("rotate needs a key id or prefix");
+        if (a->overlap != NULL && eg_auth_duration_parse(a->overlap, strlen(a->overlap), &n) < 0)
+            return keys_usage("--overlap: expected a duration such as 24h, 30m or 0s");
+        snprintf(secs, sizeof(secs), "%lld", (long long)n);
+        eg_auth_key_generate(&k);
+        eg_uuid_v4(id + 4);
+        eg_auth_batch_rotate(&b, a->target, NULL, secs, id, &k, NULL, "cli");
+    }
+    if (cli_run_batch(&c, &b) != 0)
+        return 1;
+    row = cli_value(&c, 0, 0);
+    if (row == NULL) {
+        fprintf(stderr, "engramd keys: no such key\n");
+        rc = 1;
+    } else if (strcmp(a->sub, "rotate") == 0) {
+        struct eg_buf out;
+
+        eg_buf_init(&out, 1u << 20);
+        eg_auth_json_with_key(&out, row, k.key);
+        printf("%s\n", out.base);
+        printf("%s\n", cli_value(&c, 0, 1) != NULL ? cli_value(&c, 0, 1) : "null");
+        fflush(stdout);
+        fprintf(stderr, "engramd keys: the first line holds the new key, shown only now; the "
+                        "second is the old key, valid until its expires_at\n");
+        eg_buf_fini(&out);
+        memset(&k, 0, sizeof(k));
+    } else {
+        printf("%s\n", row);
+    }
+    cli_clear(&c);
+    return rc;
+}
+
+static int cmd_keys(int argc, char **argv)
+{
+    struct keys_args a;
+    int rc = parse_keys_args(argc, argv, &a);
+
+    if (rc != 0)
+        return rc;
+    if (strcmp(a.sub, "create") == 0)
+        return keys_create(&a);
+    if (strcmp(a.sub, "list") == 0 || strcmp(a.sub, "revoke") == 0 || strcmp(a.sub, "rotate") == 0)
+        return keys_simple(&a);
+    return keys_usage("unknown subcommand");
+}
+
 /* ---- serve -------------------------------------------------------------------------------- */
 
 struct server {
@@ -390,6 +715,7 @@ static void close_everything(void)
     if (srv.app.redis != NULL && srv.app.redis != eg_bus_redis(srv.app.bus))
         eg_redis_close(srv.app.redis, NULL, NULL);
     srv.app.redis = NULL;
+    eg_api_auth_stop(&srv.app);
     /* Hub, then sequencer (its session end frees the lead for a standby), then the pool. */
     eg_sse_hub_close(srv.app.sse, on_hub_closed, NULL);
 }
@@ -592,6 +918,7 @@ static int cmd_serve(void)
         }
         srv.app.sse = eg_sse_hub_new(&srv.loop, srv.app.db, &hc2);
     }
+    eg_api_auth_start(&srv.app);
 
     uv_signal_init(&srv.loop, &srv.sigterm);
     uv_signal_init(&srv.loop, &srv.sigint);
@@ -659,16 +986,24 @@ int main(int argc, char **argv)
     }
     bool bump = strcmp(cmd, "bump-epoch") == 0;
 
-    if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "migrate") != 0 && !bump) {
+    if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "migrate") != 0 && strcmp(cmd, "keys") != 0
+        && !bump) {
         fprintf(stderr, "engramd: unknown command \"%s\"\n%s", cmd, usage_main);
         return EXIT_CONFIG;
     }
     if (wants_help(argc, argv)) {
         fputs(bump                        ? usage_bump_epoch
               : strcmp(cmd, "serve") == 0 ? usage_serve
+              : strcmp(cmd, "keys") == 0  ? usage_keys
                                           : usage_migrate,
               stdout);
         return 0;
+    }
+    if (strcmp(cmd, "keys") == 0) {
+        if (load_config() < 0)
+            return EXIT_CONFIG;
+        json_set_alloc_funcs(eg_malloc, eg_free);
+        return cmd_keys(argc, argv);
     }
     if (argc > (bump ? 3 : 2)) {
         fprintf(stderr, "engramd %s: unexpected argument \"%s\"\n", cmd, argv[bump ? 3 : 2]);

@@ -181,6 +181,8 @@ start_engramd() {
   export DATABASE_URL="postgresql://engram@127.0.0.1:$PG_PORT/engram"
   export REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
   export ENGRAM_LOG_LEVEL=$LOG_LEVEL
+  # The recorded scenarios measure CORE's open API; the auth layer's cost is measured separately.
+  export ENGRAM_AUTH=${BENCH_ENGRAM_AUTH:-off}
   [ -n "$POOL_SIZE" ] && export ENGRAM_DB_POOL_SIZE=$POOL_SIZE
   "$ENGRAMD" migrate >"$TMP/migrate.log" 2>&1 || { cat "$TMP/migrate.log" >&2; die "engramd migrate failed"; }
   pin "$SERVER_CPUS"

@@ -19,6 +19,8 @@
 #include "engram/sse.h"
 
 struct eg_api_metrics;
+struct eg_api_auth;
+struct eg_api_rl;
 
 struct eg_app {
     uv_loop_t *loop;
@@ -31,6 +33,8 @@ struct eg_app {
     struct eg_bus *bus;     /* notices between instances (ENGRAM_BUS) */
     struct eg_net_tls *tls; /* NULL without ENGRAM_TLS_PORT */
     struct eg_api_metrics *metrics;
+    struct eg_api_auth *auth; /* key cache and sweeps; NULL before start and after stop */
+    struct eg_api_rl *rl;     /* rate limits; NULL when ENGRAM_RATE_LIMIT is 0 */
     bool is_draining;
     int schema_required;
     const char *version;
@@ -40,6 +44,14 @@ struct eg_app {
 /** Allocates the metrics registry for app (freed by eg_api_fini). */
 void eg_api_init(struct eg_app *app);
 void eg_api_fini(struct eg_app *app);
+
+/**
+ * Starts API-key authentication when cfg->auth_enabled (the key cache and the revocation sweep
+ * over app->db), or logs the loud warning that it is off. Call after app->db and app->sse exist.
+ */
+void eg_api_auth_start(struct eg_app *app);
+/** Stops the sweep and frees the cache (its timer closes through the loop). Idempotent. */
+void eg_api_auth_stop(struct eg_app *app);
 
 /** The HTTP handler (eg_http_handler_fn): routes r and runs its handler. data is the app. */
 void eg_api_handle(struct eg_http_req *r, void *data);

@@ -74,6 +74,18 @@ int eg_redis_publish(struct eg_redis *r, const char *channel, size_t channel_len
 /** (UN)SUBSCRIBE on a subscriber connection. Returns 0, or EG_EUNAVAIL while down (the owner
  * subscribes again from on_up). */
 int eg_redis_subscribe(struct eg_redis *r, const char *channel, size_t len, bool subscribe);
+/** The outcome of a command whose reply is an integer: status 0 and value, or EG_EUNAVAIL. */
+typedef void eg_redis_int_fn(int status, long long value, void *data);
+
+/**
+ * Sends a command (argv: argc NUL-terminated strings, copied) on the command connection.
+ * Returns EG_EUNAVAIL at once, with no callback, while Redis is not up. Otherwise cb fires
+ * exactly once, later: with the integer reply, or EG_EUNAVAIL for any other reply, a
+ * disconnect or a close. No timeout of its own: a hung Redis answers when the PING deadline
+ * drops the connection, so callers must not wait on it.
+ */
+int eg_redis_command_int(struct eg_redis *r, int argc, const char **argv, eg_redis_int_fn *cb,
+                         void *data);
 /** Disconnects and frees; on_closed(data) fires when every handle is closed. */
 void eg_redis_close(struct eg_redis *r, void (*on_closed)(void *data), void *data);
 

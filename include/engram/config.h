@@ -51,6 +51,19 @@ struct eg_config {
     uint64_t sequencer_poll_ms;    /* ENGRAM_SEQUENCER_POLL_MS: idle outbox poll ceiling */
     int sequencer_batch;           /* ENGRAM_SEQUENCER_BATCH: rows per transaction */
     char log_level[16];            /* ENGRAM_LOG_LEVEL */
+    /* API keys and browsers (docs/API.md) */
+    bool auth_enabled;          /* ENGRAM_AUTH: on (default) or off (CORE's open API) */
+    uint64_t auth_cache_ttl_ms; /* ENGRAM_AUTH_CACHE_TTL_MS: how long a validated key is trusted */
+    size_t auth_cache_size;     /* ENGRAM_AUTH_CACHE_SIZE: validated keys kept in memory */
+    uint64_t auth_sweep_ms;     /* ENGRAM_AUTH_SWEEP_MS: revocation poll (closes streams) */
+    char cors_origins[2048];    /* ENGRAM_CORS_ORIGINS: "*" or comma-separated origins */
+    uint64_t rate_limit;        /* ENGRAM_RATE_LIMIT: requests per window per key; 0: off */
+    uint64_t rate_limit_window_s;  /* ENGRAM_RATE_LIMIT_WINDOW_S */
+    uint64_t rate_limit_instances; /* ENGRAM_RATE_LIMIT_INSTANCES: share of each without Redis */
+    uint64_t idempotency_ttl_s; /* ENGRAM_IDEMPOTENCY_TTL_S: how long a stored response replays */
+    /* fault hooks for the idempotency tests (RELIABILITY.md §2.0); never set in production */
+    uint64_t test_idem_hold_ms; /* ENGRAM_TEST_IDEM_HOLD_MS: hold the claimed key this long */
+    bool test_idem_crash_after_commit; /* ENGRAM_TEST_IDEM_CRASH_AFTER_COMMIT: SIGKILL self */
     /* CORE's application settings */
     char default_project_id[256]; /* CORE_DEFAULT_PROJECT_ID */
     char ai_mode[32];             /* CORE_AI_MODE, trimmed and lower-cased */

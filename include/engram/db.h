@@ -111,6 +111,21 @@ const struct eg_hist *eg_db_pool_query_hist(const struct eg_db_pool *p);
 struct eg_db_query *eg_db_submit(struct eg_db_pool *p, const struct eg_db_batch *b,
                                  eg_db_done_fn *cb, void *data);
 /**
+ * Called once all results of a eg_db_submit_tx batch are in, while its transaction is still open
+ * (only when every statement succeeded and the query was not cancelled). rep is borrowed for the
+ * call. Returns further statements that run in the same transaction before it commits (borrowed
+ * until the final callback), or NULL. Must not cancel or submit on the pool from inside.
+ */
+typedef const struct eg_db_batch *eg_db_mid_fn(const struct eg_db_reply *rep, void *data);
+
+/**
+ * Like eg_db_submit, in two parts of one transaction: b runs, mid sees its results and returns
+ * the rest, then the transaction commits and cb gets the results of both parts, in order. Costs
+ * one extra round trip. For writes whose stored response must commit with their effect.
+ */
+struct eg_db_query *eg_db_submit_tx(struct eg_db_pool *p, const struct eg_db_batch *b,
+                                    eg_db_mid_fn *mid, eg_db_done_fn *cb, void *data);
+/**
  * Submits sql with the simple query protocol (several statements allowed, no parameters; one
  * implicit transaction unless sql has its own BEGIN/COMMIT). For migrations and admin work.
  */

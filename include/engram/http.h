@@ -85,6 +85,7 @@ struct eg_http_req {
     struct eg_buf resp_headers; /* extra "Name: value\r\n" lines */
     struct eg_buf resp_body;
     bool has_responded;
+    bool is_held;             /* private: eg_http_hold; the response waits for release */
     bool is_streaming;        /* private: chunked response written over time */
     bool stream_head_sent;    /* private */
     bool stream_ended;        /* private */
@@ -227,6 +228,15 @@ int eg_http_add_header(struct eg_http_req *r, const char *name, const char *valu
  * respond call per request; the server writes responses in request order.
  */
 void eg_http_respond(struct eg_http_req *r, int status, const char *content_type);
+/**
+ * Holds r's response: eg_http_respond records it but nothing is written until eg_http_release
+ * (a write whose stored response must commit first). Responses behind it wait too, in order.
+ */
+void eg_http_hold(struct eg_http_req *r);
+/** Writes a held response (if there is one yet). r may be freed before this returns. */
+void eg_http_release(struct eg_http_req *r);
+/** Forgets a held response so the next eg_http_respond replaces it (the commit failed). */
+void eg_http_discard_held(struct eg_http_req *r);
 /** Responds with the JSON text json (copied). */
 void eg_http_respond_json(struct eg_http_req *r, int status, const char *json, size_t len);
 /** Responds with CORE's error envelope {"error":"<code>"} (code is a JSON-safe identifier). */

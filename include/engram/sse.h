@@ -94,10 +94,18 @@ struct eg_sse_hub *eg_sse_hub_new(uv_loop_t *loop, struct eg_db_pool *db,
  * Turns r into a subscriber of project's events (subject NULL: every subject). last_event_id is
  * the resume position from the Last-Event-ID header or query (NULL for none). Writes the stream
  * head and CORE's `connected` frame once the project's position is known. The subscription ends
- * when r ends (its arena cleanup) or the hub drains.
+ * when r ends (its arena cleanup), the hub drains, or eg_sse_hub_end_key(key_id) is called.
+ * key_id (copied; NULL when auth is off) is the API key that opened the stream.
  */
 void eg_sse_subscribe(struct eg_sse_hub *h, struct eg_http_req *r, const char *project,
-                      const char *subject, const char *last_event_id, bool include_claims);
+                      const char *subject, const char *last_event_id, bool include_claims,
+                      const char *key_id);
+/**
+ * Ends every started stream opened with key_id (a revoked or expired key), as a drain does but
+ * without a retry hint. Streams still waiting for their first frame are left to the caller's next
+ * call. Returns how many were ended. Safe to call from any loop callback.
+ */
+size_t eg_sse_hub_end_key(struct eg_sse_hub *h, const char *key_id);
 /**
  * Tells the hub about rows the local sequencer just committed (columns project_id, seq,
  * subject_id, event_type, payload, created_ms, epoch). Topics deliver them, or read the log if

@@ -17,6 +17,7 @@
 #include <libpq-fe.h>
 
 #include "engram/api.h"
+#include "engram/auth.h"
 #include "engram/json.h"
 
 /* ---- request bodies ----------------------------------------------------------------------- */
@@ -116,6 +117,93 @@ void eg__api_wrote(struct eg_app *app);
 /** The resolved project id of r (set by the router before the handler runs). */
 const char *eg__api_project(struct eg_http_req *r);
 void eg__api_set_project(struct eg_http_req *r, const char *project);
+/** The API key r was authenticated with (arena copy), or NULL when auth is off. */
+const struct eg_auth_principal *eg__api_principal(struct eg_http_req *r);
+/** The id of that key, or NULL. */
+const char *eg__api_key_id(struct eg_http_req *r);
+/** Stores a copy of p in r's arena. Returns 0 or EG_ELIMIT. */
+int eg__api_set_principal(struct eg_http_req *r, const struct eg_auth_principal *p);
+
+/* ---- auth, CORS and audit (src/api/auth.c) -------------------------------------------------- */
+
+/** Continues a request once its credentials are known (p NULL: auth is off). */
+typedef void eg__api_authed_fn(struct eg_app *app, struct eg_http_req *r,
+                               const struct eg_auth_principal *p, void *data);
+
+/**
+ * Authenticates r from `Authorization: Bearer <key>` or `x-api-key: <key>`: from the cache when
+ * fresh, else with one indexed lookup through the pool (never blocking the loop). Calls fn
+ * exactly once with the principal, or answers r itself: 401 (one body for every bad credential),
+ * or 503 when the database cannot answer. fn may run before this returns (cache hit).
+ */
+void eg__api_authenticate(struct eg_app *app, struct eg_http_req *r, eg__api_authed_fn *fn,
+                          void *data);
+/** Answers 403 {"error":"forbidden","required_scope":scope}. */
+void eg__api_forbidden_scope(struct eg_http_req *r, unsigned scope);
+/**
+ * CORS (ENGRAM_CORS_ORIGINS): adds the response headers for an allowed Origin and answers a
+ * preflight (OPTIONS with Access-Control-Request-Method) itself. Returns true when r was answered.
+ */
+bool eg__api_cors(struct eg_app *app, struct eg_http_req *r);
+/**
+ * A key was revoked here: forget it now and end its streams on this instance (other instances
+ * learn it from their sweep).
+ */
+void eg__api_key_revoked(struct eg_app *app, const char *key_id);
+
+enum eg__api_audit_kind { EG__API_AUDIT_MEMORY, EG__API_AUDIT_CLAIM };
+
+/**
+ * Adds an audit_log row per object in ids_json (a JSON array of ids) that this transaction
+ * wrote, attributed to r's key and request id. Does nothing with auth off (no principal).
+ * Returns 0 or EG_ELIMIT.
+ */
+int eg__api_batch_add_audit(struct eg_db_batch *b, struct eg_http_req *r, const char *action,
+                            enum eg__api_audit_kind kind, const char *ids_json);
+/** ids_json for one id (arena); NULL at the ceiling. */
+const char *eg__api_one_id_json(struct eg_http_req *r, const char *id);
+
+/* ---- idempotency (src/api/idempotency.c) --------------------------------------------------- */
+
+struct eg__api_idem;
+/** Runs a routed request's handler (data: the router's). */
+typedef void eg__api_route_fn(struct eg_app *app, struct eg_http_req *r, void *data);
+
+/**
+ * When r is a POST, PATCH or DELETE with an Idempotency-Key: answers r (400 for a bad key, a
+ * replay, 422, 503) or runs run(app, r, data) once the key is known to be new, with r's next
+ * write batch claiming the key. Returns false when r has no such key (the caller runs it).
+ */
+bool eg__api_idem_begin(struct eg_app *app, struct eg_http_req *r, eg__api_route_fn *run,
+                        void *data);
+/**
+ * eg__api_db's hook: when r claimed a key, runs b as the two-part transaction that also stores
+ * the response, and returns true; otherwise false.
+ */
+bool eg__api_idem_db(struct eg_app *app, struct eg_http_req *r, const struct eg_db_batch *b,
+                     eg__api_db_fn *fn, void *data);
+/** Adds the pruning of responses older than ttl_s seconds (text) to b. */
+int eg__api_idem_batch_prune(struct eg_db_batch *b, const char *ttl_s);
+struct eg__api_idem *eg__api_get_idem(struct eg_http_req *r);
+int eg__api_set_idem(struct eg_http_req *r, struct eg__api_idem *im);
+
+/* ---- rate limits (src/api/ratelimit.c) ---------------------------------------------------- */
+
+/** Creates the limiter from cfg (NULL when ENGRAM_RATE_LIMIT is 0). redis may be NULL. */
+struct eg_api_rl *eg__api_rl_new(const struct eg_config *cfg, struct eg_redis *redis);
+void eg__api_rl_free(struct eg_api_rl *rl);
+/**
+ * Counts r against who's window and adds the RateLimit and RateLimit-Policy headers. Returns
+ * true to go on, or false after answering 429 with Retry-After. Never waits for Redis.
+ */
+bool eg__api_rl_check(struct eg_app *app, struct eg_http_req *r, const char *who);
+uint64_t eg__api_rl_limited_total(const struct eg_app *app);
+
+/* src/api/admin_keys.c: /admin/keys (admin scope). */
+void eg__api_keys_list(struct eg_app *app, struct eg_http_req *r);
+void eg__api_keys_create(struct eg_app *app, struct eg_http_req *r);
+void eg__api_keys_revoke(struct eg_app *app, struct eg_http_req *r);
+void eg__api_keys_rotate(struct eg_app *app, struct eg_http_req *r);
 
 /* ---- handlers (one file per resource) ------------------------------------------------------ */
 

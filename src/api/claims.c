@@ -242,7 +242,10 @@ void eg__api_claim_create(struct eg_app *app, struct eg_http_req *r)
     if (b == NULL)
         return;
     if (eg__api_batch_add_claim(b, &r->arena, project, &in, false) < 0
-        || eg__api_batch_add_claim_events(b, project, in.claim_id, in.confidence) < 0) {
+        || eg__api_batch_add_claim_events(b, project, in.claim_id, in.confidence) < 0
+        || eg__api_batch_add_audit(b, r, "claim.create", EG__API_AUDIT_CLAIM,
+                                   eg__api_one_id_json(r, in.claim_id))
+               < 0) {
         eg_http_respond_error(r, 413, "payload_too_large");
         return;
     }
@@ -357,7 +360,10 @@ void eg__api_claim_retract(struct eg_app *app, struct eg_http_req *r)
     if (b == NULL)
         return;
     if (ctx->reason == NULL
-        || eg_db_batch_add(b, &st_claim_retract, (const char *[]){project, id, ctx->reason}) < 0) {
+        || eg_db_batch_add(b, &st_claim_retract, (const char *[]){project, id, ctx->reason}) < 0
+        || eg__api_batch_add_audit(b, r, "claim.retract", EG__API_AUDIT_CLAIM,
+                                   eg__api_one_id_json(r, id))
+               < 0) {
         eg_http_respond_error(r, 413, "payload_too_large");
         return;
     }

@@ -615,7 +615,11 @@ static void on_api_query_cleanup(void *data)
 void eg__api_db(struct eg_app *app, struct eg_http_req *r, const struct eg_db_batch *b,
                 eg__api_db_fn *fn, void *data)
 {
-    struct api_query *aq = eg_arena_alloc(&r->arena, sizeof(*aq));
+    struct api_query *aq;
+
+    if (eg__api_idem_db(app, r, b, fn, data))
+        return;
+    aq = eg_arena_alloc(&r->arena, sizeof(*aq));
 
     if (aq == NULL || eg_arena_defer(&r->arena, on_api_query_cleanup, aq) < 0) {
         eg_http_respond_error(r, 413, "payload_too_large");
@@ -666,7 +670,23 @@ void eg__api_wrote(struct eg_app *app)
 
 struct api_req {
     const char *project;
+    const struct eg_auth_principal *principal;
+    struct eg__api_idem *idem;
 };
+
+static struct api_req *api_req_of(struct eg_http_req *r)
+{
+    struct api_req *ar = r->user;
+
+    if (ar == NULL) {
+        ar = eg_arena_alloc(&r->arena, sizeof(*ar));
+        if (ar == NULL)
+            return NULL;
+        memset(ar, 0, sizeof(*ar));
+        r->user = ar;
+    }
+    return ar;
+}
 
 const char *eg__api_project(struct eg_http_req *r)
 {
@@ -677,13 +697,54 @@ const char *eg__api_project(struct eg_http_req *r)
 
 void eg__api_set_project(struct eg_http_req *r, const char *project)
 {
+    struct api_req *ar = api_req_of(r);
+
+    if (ar != NULL)
+        ar->project = project;
+}
+
+const struct eg_auth_principal *eg__api_principal(struct eg_http_req *r)
+{
     struct api_req *ar = r->user;
 
-    if (ar == NULL) {
-        ar = eg_arena_alloc(&r->arena, sizeof(*ar));
-        if (ar == NULL)
-            return;
-        r->user = ar;
-    }
-    ar->project = project;
+    return ar != NULL ? ar->principal : NULL;
+}
+
+const char *eg__api_key_id(struct eg_http_req *r)
+{
+    const struct eg_auth_principal *p = eg__api_principal(r);
+
+    return p != NULL ? p->key_id : NULL;
+}
+
+int eg__api_set_principal(struct eg_http_req *r, const struct eg_auth_principal *p)
+{
+    struct api_req *ar = api_req_of(r);
+    struct eg_auth_principal *copy;
+
+    if (ar == NULL)
+        return EG_ELIMIT;
+    copy = eg_arena_alloc(&r->arena, sizeof(*copy));
+    if (copy == NULL)
+        return EG_ELIMIT;
+    *copy = *p;
+    ar->principal = copy;
+    return 0;
+}
+
+struct eg__api_idem *eg__api_get_idem(struct eg_http_req *r)
+{
+    struct api_req *ar = r->user;
+
+    return ar != NULL ? ar->idem : NULL;
+}
+
+int eg__api_set_idem(struct eg_http_req *r, struct eg__api_idem *im)
+{
+    struct api_req *ar = api_req_of(r);
+
+    if (ar == NULL)
+        return EG_ELIMIT;
+    ar->idem = im;
+    return 0;
 }

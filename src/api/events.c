@@ -29,5 +29,5 @@ void eg__api_events(struct eg_app *app, struct eg_http_req *r)
         resume = eg__api_query(r, "last_event_id", NULL);
     include = eg__api_query(r, "include", NULL);
     eg_sse_subscribe(app->sse, r, eg__api_project(r), subject, resume,
-                     include != NULL && strcmp(include, "claims") == 0);
+                     include != NULL && strcmp(include, "claims") == 0, eg__api_key_id(r));
 }

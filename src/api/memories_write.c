@@ -449,6 +449,12 @@ void eg__api_mem_create(struct eg_app *app, struct eg_http_req *r)
                 return;
             }
         }
+        if (eg__api_batch_add_audit(b, r, "memory.create", EG__API_AUDIT_MEMORY,
+                                    eg__api_one_id_json(r, id))
+            < 0) {
+            eg_http_respond_error(r, 413, "payload_too_large");
+            return;
+        }
     }
     eg__api_db(app, r, b, on_created, cc);
 }
@@ -606,7 +612,10 @@ void eg__api_mem_patch(struct eg_app *app, struct eg_http_req *r)
 
         if (eg_db_batch_add(b, &st_mem_lock, lock) < 0
             || eg_db_batch_add(b, &st_mem_patch, values) < 0
-            || eg_db_batch_add(b, &st_outbox_patched, outbox) < 0) {
+            || eg_db_batch_add(b, &st_outbox_patched, outbox) < 0
+            || eg__api_batch_add_audit(b, r, "memory.update", EG__API_AUDIT_MEMORY,
+                                       eg__api_one_id_json(r, id))
+                   < 0) {
             eg_http_respond_error(r, 413, "payload_too_large");
             return;
         }
@@ -652,6 +661,12 @@ void eg__api_mem_delete(struct eg_app *app, struct eg_http_req *r)
 
     eg_db_batch_add(b, &st_mem_delete, values);
     eg_db_batch_add(b, &st_outbox_deleted, values);
+    if (eg__api_batch_add_audit(b, r, "memory.delete", EG__API_AUDIT_MEMORY,
+                                eg__api_one_id_json(r, id))
+        < 0) {
+        eg_http_respond_error(r, 413, "payload_too_large");
+        return;
+    }
     eg__api_db(app, r, b, on_deleted, NULL);
 }
 
@@ -718,6 +733,12 @@ void eg__api_mem_restore(struct eg_app *app, struct eg_http_req *r)
     eg_db_batch_add(b, &st_mem_lock, values);
     eg_db_batch_add(b, &st_mem_restore, values);
     eg_db_batch_add(b, &st_outbox_restored, values);
+    if (eg__api_batch_add_audit(b, r, "memory.restore", EG__API_AUDIT_MEMORY,
+                                eg__api_one_id_json(r, id))
+        < 0) {
+        eg_http_respond_error(r, 413, "payload_too_large");
+        return;
+    }
     eg__api_db(app, r, b, on_restored, NULL);
 }
 
@@ -974,6 +995,25 @@ void eg__api_mem_extract(struct eg_app *app, struct eg_http_req *r)
     if (ec->x.count == 0) {
         on_learned(app, r, &(struct eg_db_reply){.status = 0, .sqlstate = "", .message = ""}, ec);
         return;
+    }
+    if (eg__api_key_id(r) != NULL) {
+        struct eg_buf ids;
+        struct eg_jw iw;
+        const char *ids_json = NULL;
+
+        eg_buf_init(&ids, 1u << 20);
+        eg_jw_init(&iw, &ids);
+        eg_jw_arr_begin(&iw);
+        for (size_t i = 0; i < ec->x.count; i++)
+            eg_jw_cstr(&iw, ec->memory_ids[i]);
+        eg_jw_arr_end(&iw);
+        if (eg_jw_finish(&iw) == 0)
+            ids_json = eg_arena_strndup(&r->arena, ids.base, ids.len);
+        eg_buf_fini(&ids);
+        if (eg__api_batch_add_audit(b, r, "memory.extract", EG__API_AUDIT_MEMORY, ids_json) < 0) {
+            eg_http_respond_error(r, 413, "payload_too_large");
+            return;
+        }
     }
     eg__api_db(app, r, b, on_learned, ec);
 }

@@ -38,6 +38,11 @@ enum route_id {
     R_SUBJ_GRAPH,
     R_SUBJ_HISTORY,
     R_CLAIM_GET,
+    /* engram's key management (admin scope) */
+    R_KEYS_LIST,
+    R_KEYS_CREATE,
+    R_KEYS_REVOKE,
+    R_KEYS_ROTATE,
     R_COUNT,
 };
 
@@ -68,6 +73,42 @@ static const struct eg_http_route routes[] = {
     {HTTP_GET, "/api/v1/claims/subject/{subjectId}/graph", R_SUBJ_GRAPH},
     {HTTP_GET, "/api/v1/claims/subject/{subjectId}/history", R_SUBJ_HISTORY},
     {HTTP_GET, "/api/v1/claims/{id}", R_CLAIM_GET},
+    {HTTP_GET, "/admin/keys", R_KEYS_LIST},
+    {HTTP_POST, "/admin/keys", R_KEYS_CREATE},
+    {HTTP_POST, "/admin/keys/{id}/revoke", R_KEYS_REVOKE},
+    {HTTP_POST, "/admin/keys/{id}/rotate", R_KEYS_ROTATE},
+};
+
+/*
+ * The scope each route needs with auth on (docs/API.md has the table). Routes before
+ * FIRST_PROJECT_ROUTE (health, metrics) are not authenticated. A memory's claims are claims data;
+ * extract may store memories (and their derived claims) with learn, so it is a memory write.
+ */
+static const unsigned route_scopes[R_COUNT] = {
+    [R_EVENTS] = EG_AUTH_EVENTS_READ,
+    [R_MEM_LIST] = EG_AUTH_MEMORIES_READ,
+    [R_MEM_EXTRACT] = EG_AUTH_MEMORIES_WRITE,
+    [R_MEM_SEARCH] = EG_AUTH_MEMORIES_READ,
+    [R_MEM_SUPERSEDED] = EG_AUTH_MEMORIES_READ,
+    [R_MEM_RECALLS] = EG_AUTH_MEMORIES_READ,
+    [R_MEM_CLAIMS] = EG_AUTH_CLAIMS_READ,
+    [R_MEM_RESTORE] = EG_AUTH_MEMORIES_WRITE,
+    [R_MEM_GET] = EG_AUTH_MEMORIES_READ,
+    [R_MEM_PATCH] = EG_AUTH_MEMORIES_WRITE,
+    [R_MEM_DELETE] = EG_AUTH_MEMORIES_WRITE,
+    [R_MEM_CREATE] = EG_AUTH_MEMORIES_WRITE,
+    [R_CLAIM_CREATE] = EG_AUTH_CLAIMS_WRITE,
+    [R_CLAIM_RETRACT] = EG_AUTH_CLAIMS_WRITE,
+    [R_SUBJ_TRUTH] = EG_AUTH_CLAIMS_READ,
+    [R_SUBJ_SLOT] = EG_AUTH_CLAIMS_READ,
+    [R_SUBJ_SLOTS] = EG_AUTH_CLAIMS_READ,
+    [R_SUBJ_GRAPH] = EG_AUTH_CLAIMS_READ,
+    [R_SUBJ_HISTORY] = EG_AUTH_CLAIMS_READ,
+    [R_CLAIM_GET] = EG_AUTH_CLAIMS_READ,
+    [R_KEYS_LIST] = EG_AUTH_ADMIN,
+    [R_KEYS_CREATE] = EG_AUTH_ADMIN,
+    [R_KEYS_REVOKE] = EG_AUTH_ADMIN,
+    [R_KEYS_ROTATE] = EG_AUTH_ADMIN,
 };
 
 /* ---- request metrics ---------------------------------------------------------------------- */
@@ -117,6 +158,8 @@ void eg_api_fini(struct eg_app *app)
 {
     struct eg_api_metrics *m = app->metrics;
 
+    eg__api_rl_free(app->rl);
+    app->rl = NULL;
     if (m == NULL)
         return;
     for (int r = 0; r < ROUTE_SLOTS; r++) {
@@ -244,11 +287,8 @@ static void respond_not_found(struct eg_http_req *r)
     eg_http_respond(r, 404, NULL);
 }
 
-/*
- * CORE's project resolution: x-project-id (Node joins repeated headers with ", "), else the
- * configured default; trimmed; empty is a 400. Returns the project id in the request's arena.
- */
-static const char *resolve_project(struct eg_app *app, struct eg_http_req *r)
+/* Joins every x-project-id header as Node does (", "), trimmed; NULL when absent or empty. */
+static const char *project_header(struct eg_http_req *r)
 {
     struct eg_buf joined;
     const char *out = NULL;
@@ -273,32 +313,75 @@ static const char *resolve_project(struct eg_app *app, struct eg_http_req *r)
         end--;
     if (end > start)
         out = eg_arena_strndup(&r->arena, joined.base + start, end - start);
-    else if (app->cfg->default_project_id[0] != '\0')
-        out = app->cfg->default_project_id;
     eg_buf_fini(&joined);
     return out;
 }
 
-void eg_api_handle(struct eg_http_req *r, void *data)
+/*
+ * CORE's project resolution: x-project-id (Node joins repeated headers with ", "), else the
+ * configured default; trimmed; empty is a 400. Returns the project id in the request's arena.
+ */
+static const char *resolve_project(struct eg_app *app, struct eg_http_req *r)
 {
-    struct eg_app *app = data;
-    const struct eg_http_route *route = NULL;
-    char allow[128];
+    const char *out = project_header(r);
+
+    if (out == NULL && app->cfg->default_project_id[0] != '\0')
+        out = app->cfg->default_project_id;
+    return out;
+}
+
+/* What routing found, kept while the key is looked up. */
+struct routed {
     enum eg_http_match m;
+    const struct eg_http_route *route;
+    char allow[128];
+};
+
+static void run_route(struct eg_app *app, struct eg_http_req *r, void *data);
+
+/* Whom a request counts against: its API key, else its client address (arena; NULL at the cap). */
+static const char *rate_subject(struct eg_http_req *r, const struct eg_auth_principal *p)
+{
+    const char *peer;
+    const char *colon;
+    char *out;
+
+    if (p != NULL)
+        return p->key_id;
+    peer = eg_http_req_peer(r);
+    if (peer == NULL)
+        return NULL;
+    colon = strrchr(peer, ':');
+    out = eg_arena_alloc(&r->arena, strlen(peer) + 4);
+    if (out == NULL)
+        return NULL;
+    snprintf(out, strlen(peer) + 4, "ip:%.*s",
+             (int)(colon != NULL ? colon - peer : (long)strlen(peer)), peer);
+    return out;
+}
+
+static void dispatch(struct eg_app *app, struct eg_http_req *r, const struct eg_auth_principal *p,
+                     void *data)
+{
+    struct routed *rt = data;
+    const struct eg_http_route *route = rt->route;
     const char *project;
 
-    m = eg_http_route_match(routes, EG_ARRAY_LEN(routes), r, &route, allow, sizeof(allow));
-    if (m == EG_HTTP_MATCH_OK && route->id < FIRST_PROJECT_ROUTE) {
-        r->route_id = route->id;
-        switch (route->id) {
-        case R_HEALTH: eg_api_health(app, r); return;
-        case R_HEALTH_LIVE: eg_api_health_live(app, r); return;
-        case R_HEALTH_READY: eg_api_health_ready(app, r); return;
-        case R_METRICS: eg_api_metrics(app, r); return;
-        default: break;
+    if (app->rl != NULL && !eg__api_rl_check(app, r, rate_subject(r, p)))
+        return;
+    if (p != NULL) {
+        /* The key's project is authoritative; naming another one is refused, not ignored. */
+        const char *named = project_header(r);
+
+        if (named != NULL && strcmp(named, p->project) != 0) {
+            eg__api_error_msg(r, 403, "forbidden",
+                              "x-project-id does not match the API key's project");
+            return;
         }
+        project = p->project;
+    } else {
+        project = resolve_project(app, r);
     }
-    project = resolve_project(app, r);
     if (project == NULL) {
         static const char required[] =
             "{\"error\":\"project_id_required\",\"message\":\"Provide x-project-id header or "
@@ -307,22 +390,54 @@ void eg_api_handle(struct eg_http_req *r, void *data)
         eg_http_respond_json(r, 400, required, sizeof(required) - 1);
         return;
     }
-    if (m == EG_HTTP_MATCH_NOT_FOUND) {
+    if (rt->m == EG_HTTP_MATCH_NOT_FOUND) {
         respond_not_found(r);
         return;
     }
-    if (m == EG_HTTP_MATCH_BAD_METHOD) {
-        eg_http_add_header(r, "Allow", allow);
+    if (rt->m == EG_HTTP_MATCH_BAD_METHOD) {
+        eg_http_add_header(r, "Allow", rt->allow);
         eg_http_respond_error(r, 405, "method_not_allowed");
         return;
     }
     r->route_id = route->id;
+    if (route->id >= R_KEYS_LIST && p == NULL) {
+        /* Without auth there is no principal to manage keys as: use `engramd keys`. */
+        eg__api_forbidden_scope(r, EG_AUTH_ADMIN);
+        return;
+    }
+    if (p != NULL) {
+        unsigned need = route_scopes[route->id];
+
+        if (!eg_auth_scope_allows(p->scopes, need)) {
+            eg__api_forbidden_scope(r, need);
+            return;
+        }
+        /* Claim events on the stream are claims data too. */
+        if (route->id == R_EVENTS && !eg_auth_scope_allows(p->scopes, EG_AUTH_CLAIMS_READ)) {
+            const char *include = eg__api_query(r, "include", NULL);
+
+            if (include != NULL && strcmp(include, "claims") == 0) {
+                eg__api_forbidden_scope(r, EG_AUTH_CLAIMS_READ);
+                return;
+            }
+        }
+    }
     eg__api_set_project(r, project);
     if (eg__api_project(r) == NULL) {
         eg_http_respond_error(r, 413, "payload_too_large");
         return;
     }
-    switch (route->id) {
+    /* Key management answers carry new key text, which must never be stored: no replays. */
+    if (route->id < R_KEYS_LIST && eg__api_idem_begin(app, r, run_route, rt))
+        return;
+    run_route(app, r, rt);
+}
+
+static void run_route(struct eg_app *app, struct eg_http_req *r, void *data)
+{
+    struct routed *rt = data;
+
+    switch (rt->route->id) {
     case R_EVENTS: eg__api_events(app, r); break;
     case R_MEM_LIST: eg__api_mem_list(app, r); break;
     case R_MEM_EXTRACT: eg__api_mem_extract(app, r); break;
@@ -343,6 +458,56 @@ void eg_api_handle(struct eg_http_req *r, void *data)
     case R_SUBJ_GRAPH: eg__api_subj_graph(app, r); break;
     case R_SUBJ_HISTORY: eg__api_subj_history(app, r); break;
     case R_CLAIM_GET: eg__api_claim_get(app, r); break;
+    case R_KEYS_LIST: eg__api_keys_list(app, r); break;
+    case R_KEYS_CREATE: eg__api_keys_create(app, r); break;
+    case R_KEYS_REVOKE: eg__api_keys_revoke(app, r); break;
+    case R_KEYS_ROTATE: eg__api_keys_rotate(app, r); break;
     default: eg_http_respond_error(r, 500, "server_error"); break;
     }
+}
+
+void eg_api_handle(struct eg_http_req *r, void *data)
+{
+    struct eg_app *app = data;
+    const struct eg_http_route *route = NULL;
+    struct routed *rt;
+    char allow[128] = "";
+    enum eg_http_match m;
+
+    /* A preflight carries no credentials, so CORS comes before authentication. */
+    if (eg__api_cors(app, r))
+        return;
+    m = eg_http_route_match(routes, EG_ARRAY_LEN(routes), r, &route, allow, sizeof(allow));
+    if (m == EG_HTTP_MATCH_OK && route->id < FIRST_PROJECT_ROUTE) {
+        r->route_id = route->id;
+        switch (route->id) {
+        case R_HEALTH: eg_api_health(app, r); return;
+        case R_HEALTH_LIVE: eg_api_health_live(app, r); return;
+        case R_HEALTH_READY: eg_api_health_ready(app, r); return;
+        case R_METRICS: eg_api_metrics(app, r); return;
+        default: break;
+        }
+    }
+    rt = eg_arena_alloc(&r->arena, sizeof(*rt));
+    if (rt == NULL) {
+        eg_http_respond_error(r, 413, "payload_too_large");
+        return;
+    }
+    rt->m = m;
+    rt->route = route;
+    memcpy(rt->allow, allow, sizeof(allow));
+    if (m == EG_HTTP_MATCH_OK)
+        r->route_id = route->id; /* metrics and logs name the route even when auth refuses */
+    if (!app->cfg->auth_enabled) {
+        dispatch(app, r, NULL, rt);
+        return;
+    }
+    if (app->auth == NULL) {
+        /* Shutting down (the key cache is gone): never fall back to no authentication. */
+        eg_http_add_header(r, "Retry-After", "1");
+        eg_http_respond_error(r, 503, "service_unavailable");
+        return;
+    }
+    /* With auth on, unknown paths answer 401 too: routes are not revealed to anonymous clients. */
+    eg__api_authenticate(app, r, dispatch, rt);
 }

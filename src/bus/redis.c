@@ -567,3 +567,41 @@ void eg_redis_close(struct eg_redis *r, void (*on_closed)(void *data), void *dat
     }
     uv_close((uv_handle_t *)&r->timer, on_redis_timer_closed);
 }
+
+/* ---- commands ----------------------------------------------------------------------------- */
+
+struct int_call {
+    eg_redis_int_fn *cb;
+    void *data;
+};
+
+static void on_int_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    struct int_call *call = privdata;
+    redisReply *rep = reply;
+
+    (void)ac;
+    /* NULL: the connection went away with the command pending (hiredis calls us once). */
+    if (rep != NULL && rep->type == REDIS_REPLY_INTEGER)
+        call->cb(0, rep->integer, call->data);
+    else
+        call->cb(EG_EUNAVAIL, 0, call->data);
+    eg_free(call);
+}
+
+int eg_redis_command_int(struct eg_redis *r, int argc, const char **argv, eg_redis_int_fn *cb,
+                         void *data)
+{
+    struct int_call *call;
+
+    if (r == NULL || r->state != R_UP || r->ac == NULL)
+        return EG_EUNAVAIL;
+    call = eg_malloc(sizeof(*call));
+    call->cb = cb;
+    call->data = data;
+    if (redisAsyncCommandArgv(r->ac, on_int_reply, call, argc, argv, NULL) != REDIS_OK) {
+        eg_free(call);
+        return EG_EUNAVAIL;
+    }
+    return 0;
+}

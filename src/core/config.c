@@ -234,6 +234,13 @@ int eg_config_load(struct eg_config *cfg, eg_config_getenv_fn *getenv_fn, void *
     cfg->sequencer_poll_ms = 50;
     cfg->sequencer_batch = 1000;
     snprintf(cfg->log_level, sizeof(cfg->log_level), "info");
+    cfg->auth_enabled = true;
+    cfg->auth_cache_ttl_ms = 500;
+    cfg->auth_cache_size = 4096;
+    cfg->auth_sweep_ms = 250;
+    cfg->idempotency_ttl_s = 86400;
+    cfg->rate_limit_window_s = 60;
+    cfg->rate_limit_instances = 1;
     snprintf(cfg->default_project_id, sizeof(cfg->default_project_id), "default-project");
     snprintf(cfg->ai_mode, sizeof(cfg->ai_mode), "auto");
     cfg->use_retrieval_expand = true;
@@ -326,6 +333,38 @@ int eg_config_load(struct eg_config *cfg, eg_config_getenv_fn *getenv_fn, void *
     if (rc == 0 && strcmp(cfg->log_level, "debug") != 0 && strcmp(cfg->log_level, "info") != 0
         && strcmp(cfg->log_level, "warn") != 0 && strcmp(cfg->log_level, "error") != 0)
         rc = bad(&x, "ENGRAM_LOG_LEVEL", "expected debug, info, warn or error", cfg->log_level);
+    v = get(&x, "ENGRAM_AUTH");
+    if (rc == 0 && v != NULL) {
+        /* Strict on purpose: a typo must not silently open the API. */
+        bool on = eg_config_core_bool(v, true);
+        bool off = !eg_config_core_bool(v, false);
+
+        if (on == off)
+            rc = bad(&x, "ENGRAM_AUTH", "expected on or off", v);
+        else
+            cfg->auth_enabled = on;
+    }
+    /* At most 1 s: a revoked key must stop working on every instance within a second. */
+    if (rc == 0)
+        rc = get_u64(&x, "ENGRAM_AUTH_CACHE_TTL_MS", 0, 1000, &cfg->auth_cache_ttl_ms);
+    if (rc == 0)
+        rc = get_size(&x, "ENGRAM_AUTH_CACHE_SIZE", 16, 1u << 24, &cfg->auth_cache_size);
+    if (rc == 0)
+        rc = get_u64(&x, "ENGRAM_AUTH_SWEEP_MS", 10, 1000, &cfg->auth_sweep_ms);
+    if (rc == 0)
+        rc = get_str(&x, "ENGRAM_CORS_ORIGINS", cfg->cors_origins, sizeof(cfg->cors_origins));
+    if (rc == 0)
+        rc = get_u64(&x, "ENGRAM_RATE_LIMIT", 0, 100000000, &cfg->rate_limit);
+    if (rc == 0)
+        rc = get_u64(&x, "ENGRAM_RATE_LIMIT_WINDOW_S", 1, 86400, &cfg->rate_limit_window_s);
+    if (rc == 0)
+        rc = get_u64(&x, "ENGRAM_RATE_LIMIT_INSTANCES", 1, 1000, &cfg->rate_limit_instances);
+    if (rc == 0)
+        rc = get_u64(&x, "ENGRAM_IDEMPOTENCY_TTL_S", 1, 30 * 86400, &cfg->idempotency_ttl_s);
+    if (rc == 0)
+        rc = get_u64(&x, "ENGRAM_TEST_IDEM_HOLD_MS", 0, 60000, &cfg->test_idem_hold_ms);
+    cfg->test_idem_crash_after_commit =
+        eg_config_core_bool(get(&x, "ENGRAM_TEST_IDEM_CRASH_AFTER_COMMIT"), false);
     /* CORE: an empty default project id counts as unset. */
     v = get(&x, "CORE_DEFAULT_PROJECT_ID");
     if (rc == 0 && v != NULL && v[0] != '\0')

@@ -49,6 +49,7 @@ enum item_kind {
     ITEM_PREPARE,
     ITEM_EXEC,
     ITEM_SYNC,
+    ITEM_MID, /* eg_db_submit_tx: the first part's results are in; ask for the rest */
 };
 
 enum query_where {
@@ -64,6 +65,7 @@ struct eg_db_query {
     bool is_simple;
     bool is_internal;  /* the pool's own schema probe */
     eg_db_done_fn *cb; /* NULL once cancelled */
+    eg_db_mid_fn *mid; /* eg_db_submit_tx: called before the transaction ends */
     void *data;
     enum query_where where;
     uint64_t queued_ms;
@@ -87,8 +89,8 @@ struct db_conn {
     uint8_t prepared[MAX_SLOTS / 8];
     struct eg_db_query *cur;
     /* what the current pipeline will answer, in order */
-    uint8_t kinds[2 * EG_DB_BATCH_MAX + 1];
-    uint8_t slots[2 * EG_DB_BATCH_MAX + 1];
+    uint8_t kinds[4 * EG_DB_BATCH_MAX + 2];
+    uint8_t slots[4 * EG_DB_BATCH_MAX + 2];
     size_t nitems;
     size_t pos;
     bool in_pipeline;
@@ -632,6 +634,39 @@ static void on_conn_timer(uv_timer_t *t)
 
 /* ---- sending and receiving ---------------------------------------------------------------- */
 
+/* Queues b's statements on c's pipeline (preparing on first use). Returns 0, or -1 after failing c.
+ */
+static int send_batch(struct db_conn *c, const struct eg_db_batch *b)
+{
+    for (size_t i = 0; i < b->count; i++) {
+        struct eg_db_stmt *s = (struct eg_db_stmt *)b->items[i].stmt;
+
+        if (s->slot == 0) {
+            s->slot = ++next_slot;
+            if (s->slot >= MAX_SLOTS)
+                abort(); /* programmer error: raise MAX_SLOTS */
+        }
+        if (!(c->prepared[s->slot / 8] & (1u << (s->slot % 8)))) {
+            if (!PQsendPrepare(c->pg, s->name, s->sql, s->nparams, NULL)) {
+                conn_fail(c, EG_EUNAVAIL, PQerrorMessage(c->pg));
+                return -1;
+            }
+            /* Marked now: a statement used twice in one pipeline is prepared once. A
+             * failed or skipped PREPARE clears the mark again (pipeline_result). */
+            c->prepared[s->slot / 8] |= (uint8_t)(1u << (s->slot % 8));
+            c->kinds[c->nitems] = ITEM_PREPARE;
+            c->slots[c->nitems++] = (uint8_t)s->slot;
+        }
+        if (!PQsendQueryPrepared(c->pg, s->name, s->nparams, b->items[i].values, NULL, NULL, 0)) {
+            conn_fail(c, EG_EUNAVAIL, PQerrorMessage(c->pg));
+            return -1;
+        }
+        c->kinds[c->nitems] = ITEM_EXEC;
+        c->slots[c->nitems++] = (uint8_t)i;
+    }
+    return 0;
+}
+
 static void conn_send(struct db_conn *c, struct eg_db_query *q)
 {
     struct eg_db_pool *p = c->pool;
@@ -657,38 +692,22 @@ static void conn_send(struct db_conn *c, struct eg_db_query *q)
             return;
         }
         c->in_pipeline = true;
-        for (size_t i = 0; i < q->batch->count; i++) {
-            struct eg_db_stmt *s = (struct eg_db_stmt *)q->batch->items[i].stmt;
-
-            if (s->slot == 0) {
-                s->slot = ++next_slot;
-                if (s->slot >= MAX_SLOTS)
-                    abort(); /* programmer error: raise MAX_SLOTS */
-            }
-            if (!(c->prepared[s->slot / 8] & (1u << (s->slot % 8)))) {
-                if (!PQsendPrepare(c->pg, s->name, s->sql, s->nparams, NULL)) {
-                    conn_fail(c, EG_EUNAVAIL, PQerrorMessage(c->pg));
-                    return;
-                }
-                /* Marked now: a statement used twice in one pipeline is prepared once. A
-                 * failed or skipped PREPARE clears the mark again (pipeline_result). */
-                c->prepared[s->slot / 8] |= (uint8_t)(1u << (s->slot % 8));
-                c->kinds[c->nitems] = ITEM_PREPARE;
-                c->slots[c->nitems++] = (uint8_t)s->slot;
-            }
-            if (!PQsendQueryPrepared(c->pg, s->name, s->nparams, q->batch->items[i].values, NULL,
-                                     NULL, 0)) {
+        if (send_batch(c, q->batch) < 0)
+            return;
+        if (q->mid != NULL) {
+            /* The transaction stays open until the rest is sent: ask the server to flush. */
+            if (!PQsendFlushRequest(c->pg)) {
                 conn_fail(c, EG_EUNAVAIL, PQerrorMessage(c->pg));
                 return;
             }
-            c->kinds[c->nitems] = ITEM_EXEC;
-            c->slots[c->nitems++] = (uint8_t)i;
+            c->kinds[c->nitems++] = ITEM_MID;
+        } else {
+            if (!PQpipelineSync(c->pg)) {
+                conn_fail(c, EG_EUNAVAIL, PQerrorMessage(c->pg));
+                return;
+            }
+            c->kinds[c->nitems++] = ITEM_SYNC;
         }
-        if (!PQpipelineSync(c->pg)) {
-            conn_fail(c, EG_EUNAVAIL, PQerrorMessage(c->pg));
-            return;
-        }
-        c->kinds[c->nitems++] = ITEM_SYNC;
     }
     uv_timer_start(&c->timer, on_conn_timer, p->cfg.statement_timeout_ms + DEADLINE_MARGIN_MS, 0);
     flush = PQflush(c->pg);
@@ -708,7 +727,7 @@ static bool pipeline_result(struct db_conn *c, PGresult *r)
 
     if (r == NULL) {
         /* end of one statement's results */
-        if (kind != ITEM_SYNC && c->pos + 1 < c->nitems)
+        if (kind != ITEM_SYNC && kind != ITEM_MID && c->pos + 1 < c->nitems)
             c->pos++;
         return false;
     }
@@ -741,11 +760,71 @@ static bool pipeline_result(struct db_conn *c, PGresult *r)
     return false;
 }
 
+/*
+ * eg_db_submit_tx: every result of the first part is in and the transaction is still open. The
+ * caller's mid callback (which may not re-enter the pool for this query) returns the statements
+ * that end it; they go out with the sync. After an error nothing is asked: the sync alone ends
+ * (rolls back) the transaction. Returns 0, or -1 after failing c.
+ */
+static int conn_send_rest(struct db_conn *c)
+{
+    struct eg_db_query *q = c->cur;
+    const struct eg_db_batch *rest = NULL;
+    int flush;
+
+    c->pos++; /* past ITEM_MID */
+    if (c->status == 0 && (q == NULL || q->cb == NULL)) {
+        /* Detached (its client went away): the first part must not commit without the rest,
+         * and dropping the connection is the one sure rollback. */
+        conn_fail(c, EG_ECANCELED, "two-part transaction detached; rolled back");
+        return -1;
+    }
+    if (c->status == 0) {
+        struct eg_db_reply rep = {
+            .status = 0,
+            .nresults = c->nresults,
+            .results = c->results,
+            .sqlstate = "",
+            .message = "",
+        };
+
+        rest = q->mid(&rep, q->data);
+    }
+    if (rest != NULL && rest->count > 0 && send_batch(c, rest) < 0)
+        return -1;
+    if (!PQpipelineSync(c->pg)) {
+        conn_fail(c, EG_EUNAVAIL, PQerrorMessage(c->pg));
+        return -1;
+    }
+    c->kinds[c->nitems++] = ITEM_SYNC;
+    flush = PQflush(c->pg);
+    if (flush < 0) {
+        conn_fail(c, EG_EUNAVAIL, PQerrorMessage(c->pg));
+        return -1;
+    }
+    if (conn_arm(c, UV_READABLE | (flush == 1 ? UV_WRITABLE : 0), false) < 0) {
+        conn_fail(c, EG_EUNAVAIL, "poll failed");
+        return -1;
+    }
+    return 0;
+}
+
 static void conn_drain(struct db_conn *c)
 {
-    while (!PQisBusy(c->pg)) {
-        PGresult *r = PQgetResult(c->pg);
+    for (;;) {
+        PGresult *r;
         bool done;
+
+        /* Checked before PQisBusy: nothing more arrives until the rest is sent. */
+        if (c->cur != NULL && !c->cur->is_simple && c->pos < c->nitems
+            && c->kinds[c->pos] == ITEM_MID) {
+            if (conn_send_rest(c) < 0)
+                return;
+            continue;
+        }
+        if (PQisBusy(c->pg))
+            break;
+        r = PQgetResult(c->pg);
 
         if (c->cur != NULL && !c->cur->is_simple) {
             done = pipeline_result(c, r);
@@ -907,6 +986,18 @@ struct eg_db_query *eg_db_submit(struct eg_db_pool *p, const struct eg_db_batch 
     struct eg_db_query *q = eg_calloc(1, sizeof(*q));
 
     q->batch = b;
+    q->cb = cb;
+    q->data = data;
+    return submit(p, q);
+}
+
+struct eg_db_query *eg_db_submit_tx(struct eg_db_pool *p, const struct eg_db_batch *b,
+                                    eg_db_mid_fn *mid, eg_db_done_fn *cb, void *data)
+{
+    struct eg_db_query *q = eg_calloc(1, sizeof(*q));
+
+    q->batch = b;
+    q->mid = mid;
     q->cb = cb;
     q->data = data;
     return submit(p, q);

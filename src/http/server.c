@@ -333,7 +333,7 @@ static int conn_write_ready(struct eg_http_conn *c)
         }
     }
     for (r = count == 0 && (c->head == NULL || !c->head->is_streaming) ? c->head : NULL;
-         r != NULL && r->has_responded; r = r->next) {
+         r != NULL && r->has_responded && !r->is_held; r = r->next) {
         size_t before = c->out.len;
         bool keep = r->keep_alive && !r->close_after;
 
@@ -618,6 +618,26 @@ void eg_http_respond(struct eg_http_req *r, int status, const char *content_type
         conn_run(r->conn);
 }
 
+void eg_http_hold(struct eg_http_req *r)
+{
+    r->is_held = true;
+}
+
+void eg_http_release(struct eg_http_req *r)
+{
+    if (!r->is_held)
+        return;
+    r->is_held = false;
+    if (r->has_responded && r->conn != NULL)
+        conn_run(r->conn);
+}
+
+void eg_http_discard_held(struct eg_http_req *r)
+{
+    if (r->is_held)
+        r->has_responded = false;
+}
+
 struct eg_http_server *eg_http_server_new(uv_loop_t *loop, const struct eg_http_server_config *cfg,
                                           eg_http_handler_fn *handler, eg_http_done_fn *done,
                                           void *data)
@@ -653,7 +673,7 @@ void eg_http_server_drain(struct eg_http_server *s)
             continue;
         /* Finish what is in flight, announce the close on the last response, then close. */
         c->want_close = true;
-        if (c->tail != NULL && !c->tail->has_responded)
+        if (c->tail != NULL && (!c->tail->has_responded || c->tail->is_held))
             c->tail->close_after = true;
         eg_net_conn_read_stop(&c->net);
     }

@@ -36,6 +36,7 @@ struct sub {
     struct eg_http_req *r;
     struct topic *t;
     char *subject;       /* NULL: every subject */
+    char *key_id;        /* the API key that opened it (NULL with auth off), for revocation */
     bool include_claims; /* claim.* and slot.* events too (DECISIONS.md item 10) */
     int64_t cursor;      /* last seq this subscriber has passed */
     bool has_resume;
@@ -704,7 +705,8 @@ static void on_sub_cleanup(void *data)
 }
 
 void eg_sse_subscribe(struct eg_sse_hub *h, struct eg_http_req *r, const char *project,
-                      const char *subject, const char *last_event_id, bool include_claims)
+                      const char *subject, const char *last_event_id, bool include_claims,
+                      const char *key_id)
 {
     struct topic *t;
     struct sub *s;
@@ -725,6 +727,8 @@ void eg_sse_subscribe(struct eg_sse_hub *h, struct eg_http_req *r, const char *p
     s->include_claims = include_claims;
     if (subject != NULL)
         s->subject = eg_arena_strndup(&r->arena, subject, strlen(subject));
+    if (key_id != NULL)
+        s->key_id = eg_arena_strndup(&r->arena, key_id, strlen(key_id));
     if (last_event_id != NULL
         && eg_sse_parse_id(last_event_id, strlen(last_event_id), &s->resume_epoch, &s->resume_seq)
                == 0)
@@ -950,6 +954,25 @@ void eg_sse_hub_drain(struct eg_sse_hub *h)
     }
 }
 
+size_t eg_sse_hub_end_key(struct eg_sse_hub *h, const char *key_id)
+{
+    size_t n = 0;
+
+    /* sub_end only marks and arms the end timer, so walking the lists here is safe. */
+    for (size_t b = 0; b < TOPIC_BUCKETS; b++) {
+        for (struct topic *t = h->buckets[b]; t != NULL; t = t->next) {
+            for (struct sub *s = t->subs; s != NULL; s = s->next) {
+                if (s->key_id != NULL && !s->is_gone && !s->want_end && s->is_started
+                    && strcmp(s->key_id, key_id) == 0) {
+                    sub_end(s);
+                    n++;
+                }
+            }
+        }
+    }
+    return n;
+}
+
 void eg_sse_hub_get_stats(const struct eg_sse_hub *h, struct eg_sse_hub_stats *out)
 {
     *out = h->stats;
@@ -971,6 +994,20 @@ static void on_hub_timer_closed(uv_handle_t *handle)
 
 void eg_sse_hub_close(struct eg_sse_hub *h, void (*on_closed)(void *data), void *data)
 {
+    /* Every subscription has ended; a topic kept only by a log read in flight goes now, its
+     * read detached (the pool closes after the hub and would call back into freed memory). */
+    for (size_t b = 0; b < TOPIC_BUCKETS; b++) {
+        struct topic *next;
+
+        for (struct topic *t = h->buckets[b]; t != NULL; t = next) {
+            next = t->next;
+            if (t->q != NULL) {
+                eg_db_query_cancel(t->q);
+                t->q = NULL;
+            }
+            topic_free_if_unused(t);
+        }
+    }
     h->on_closed = on_closed;
     h->closed_data = data;
     h->closing = 3;

@@ -11,7 +11,8 @@ What is here:
 - `redis_factory`: redis-server instances on loopback;
 - `engram(env=..., db=...)`: runs `engramd migrate`, starts `engramd serve` on a free loopback port,
   waits for `GET /health/ready` = 200 (10 s) and, at teardown, sends SIGTERM and asserts exit code 0
-  within 15 s (graceful shutdown is part of every test);
+  within 15 s (graceful shutdown is part of every test). API keys are off (ENGRAM_AUTH=off) unless
+  env turns them on;
 - `engramd_cli(args, env=...)`: runs one engramd command with a bounded timeout.
 
 Everything binds to 127.0.0.1 on free ports, lives in one temp directory that is removed at the end,
@@ -354,6 +355,9 @@ def engram_env(port=None, db_url=None, extra=None):
            if not (k.startswith(_SCRUB_PREFIXES) or k in _SCRUB_NAMES)}
     env["ENGRAM_BIND"] = HOST
     env["ENGRAM_LOG_LEVEL"] = "info"
+    # API keys are on by default in engramd; the suites written against CORE's open API run with
+    # them off. Auth tests pass {"ENGRAM_AUTH": "on"} (tests/integration/test_auth.py).
+    env["ENGRAM_AUTH"] = "off"
     if port is not None:
         env["PORT"] = str(port)
     if db_url is not None:

@@ -1,0 +1,362 @@
+/*
+ * Idempotency-Key on POST, PATCH and DELETE (RELIABILITY.md §1.1-1.2, §2.3; docs/API.md).
+ *
+ * Scope: (project, principal, key), the principal being the API key's id ("" with auth off), so
+ * a client never sees another client's stored response. Fingerprint: SHA-256 of the method, the
+ * request target (path and query) and the body bytes.
+ *
+ *   1. lookup: a stored response within the retention (ENGRAM_IDEMPOTENCY_TTL_S) is replayed
+ *      with `Idempotent-Replayed: true`, or refused with 422 when the fingerprint differs.
+ *   2. otherwise the handler runs, and its write batch becomes a two-part transaction
+ *      (eg_db_submit_tx): first eg_idem_begin(), which takes a transaction-scoped advisory lock
+ *      on the scope (taken elsewhere: 409 + Retry-After, on any instance) and re-checks that no
+ *      response was stored meanwhile (then the stored one is replayed); then the handler's
+ *      statements; then, with the transaction still open, the handler renders its response
+ *      (held, not sent) and the response is inserted; then the commit, and only then is the
+ *      response sent. A rollback stores nothing and sends a 503 instead.
+ *
+ * So the stored response commits with the effect or not at all: a crash before the commit
+ * leaves nothing (the lock dies with the session), a crash after it leaves the response for the
+ * retry to replay. Responses are stored once execution began, 4xx included (a 404 from PATCH is
+ * the result of running it); validation errors answered before any database work are not stored,
+ * so a corrected retry with the same key runs (Stripe's rule). Failed transactions store nothing.
+ */
+#include "api_int.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#define IDEM_KEY_MAX 255
+
+struct eg__api_idem {
+    struct eg_app *app;
+    const char *key;
+    char fingerprint[EG_AUTH_HASH_HEX + 1];
+    char ttl[24];
+    char hold[24];
+    char status[8];
+    const char *principal;
+    eg__api_route_fn *run;
+    void *run_data;
+    bool is_armed;  /* the lookup found nothing: the next write batch claims the key */
+    bool did_retry; /* one replay re-check after losing a race */
+    size_t offset;  /* statements put in front of the handler's */
+    struct eg_db_batch lookup;
+    struct eg_db_batch tail;
+    struct eg_db_batch *full;
+    struct api_write *w;
+};
+
+/* The handler's write, wrapped (see eg__api_idem_db). */
+struct api_write {
+    struct eg__api_idem *idem;
+    struct eg_http_req *r;
+    eg__api_db_fn *fn;
+    void *data;
+    struct eg_db_query *q;
+    bool handler_ran;
+};
+
+static struct eg_db_stmt st_lookup = {
+    "idem_lookup",
+    "SELECT fingerprint, status, body FROM idempotency_keys WHERE project_id = $1 "
+    "AND principal = $2 AND idem_key = $3 AND created_at > now() - make_interval(secs => $4::int)",
+    4,
+    0,
+};
+
+static struct eg_db_stmt st_begin = {
+    "idem_begin",
+    "SELECT eg_idem_begin($1, $2, $3, $4::int)",
+    4,
+    0,
+};
+
+static struct eg_db_stmt st_hold = {
+    "idem_test_hold",
+    "SELECT pg_sleep($1::float8 / 1000)",
+    1,
+    0,
+};
+
+/* Under the lock, and only over an expired row of the same scope. */
+static struct eg_db_stmt st_store = {
+    "idem_store",
+    "INSERT INTO idempotency_keys (project_id, principal, idem_key, fingerprint, status, body) "
+    "VALUES ($1, $2, $3, $4, $5::int, $6) ON CONFLICT (project_id, principal, idem_key) DO UPDATE "
+    "SET fingerprint = EXCLUDED.fingerprint, status = EXCLUDED.status, body = EXCLUDED.body, "
+    "created_at = now()",
+    6,
+    0,
+};
+
+static struct eg_db_stmt st_prune = {
+    "idem_prune",
+    "DELETE FROM idempotency_keys WHERE ctid IN (SELECT ctid FROM idempotency_keys "
+    "WHERE created_at < now() - make_interval(secs => $1::int) LIMIT 10000)",
+    1,
+    0,
+};
+
+/* ---- the header --------------------------------------------------------------------------- */
+
+/*
+ * The value as an sf-string ("...", no escapes) or a bare token: 1 to 255 printable ASCII
+ * characters. Returns the key in the arena, NULL when invalid (*bad set) or absent.
+ */
+static const char *parse_key(struct eg_http_req *r, bool *bad)
+{
+    size_t n = 0;
+    const char *v = eg_http_req_header(r, "idempotency-key", &n);
+    bool quoted;
+
+    *bad = false;
+    if (v == NULL)
+        return NULL;
+    while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+        n--;
+    quoted = n >= 2 && v[0] == '"' && v[n - 1] == '"';
+    if (quoted) {
+        v++;
+        n -= 2;
+    }
+    *bad = n == 0 || n > IDEM_KEY_MAX;
+    for (size_t i = 0; i < n && !*bad; i++) {
+        unsigned char c = (unsigned char)v[i];
+
+        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\' || (!quoted && c == ' '))
+            *bad = true;
+    }
+    if (*bad)
+        return NULL;
+    return eg_arena_strndup(&r->arena, v, n);
+}
+
+static void fingerprint(struct eg_http_req *r, char out[EG_AUTH_HASH_HEX + 1])
+{
+    uint8_t h[EG_AUTH_HASH_LEN];
+    struct eg_buf b;
+
+    eg_buf_init(&b, r->body.len + r->target_len + 64);
+    eg_buf_puts(&b, r->method_name);
+    eg_buf_putc(&b, '\n');
+    eg_buf_append(&b, r->target, r->target_len);
+    eg_buf_putc(&b, '\n');
+    if (r->body.len > 0)
+        eg_buf_append(&b, r->body.base, r->body.len);
+    eg_auth_hash(b.base, b.len, h);
+    eg_auth_hash_hex(h, out);
+    eg_buf_fini(&b);
+}
+
+/* ---- lookup and replay -------------------------------------------------------------------- */
+
+static void lookup(struct eg__api_idem *im, struct eg_http_req *r);
+
+static void on_lookup(struct eg_app *app, struct eg_http_req *r, const struct eg_db_reply *rep,
+                      void *data)
+{
+    struct eg__api_idem *im = data;
+    const PGresult *res;
+
+    if (eg__api_db_failed(r, rep))
+        return;
+    res = rep->nresults > 0 ? rep->results[0] : NULL;
+    if (res == NULL || PQntuples(res) == 0) {
+        im->is_armed = true;
+        im->run(app, r, im->run_data);
+        return;
+    }
+    if (strcmp(PQgetvalue(res, 0, 0), im->fingerprint) != 0) {
+        eg__api_error_msg(r, 422, "idempotency_key_reused",
+                          "This Idempotency-Key was used with a different request (method, path, "
+                          "query or body)");
+        return;
+    }
+    eg_http_add_header(r, "Idempotent-Replayed", "true");
+    eg_http_respond_json(r, (int)eg_db_get_ll(res, 0, 1, 500), PQgetvalue(res, 0, 2),
+                         (size_t)PQgetlength(res, 0, 2));
+}
+
+static void lookup(struct eg__api_idem *im, struct eg_http_req *r)
+{
+    const char *v[4] = {eg__api_project(r), im->principal, im->key, im->ttl};
+
+    im->lookup.count = 0;
+    eg_db_batch_add(&im->lookup, &st_lookup, v);
+    eg__api_db(im->app, r, &im->lookup, on_lookup, im);
+}
+
+bool eg__api_idem_begin(struct eg_app *app, struct eg_http_req *r, eg__api_route_fn *run,
+                        void *data)
+{
+    struct eg__api_idem *im;
+    bool bad;
+    const char *key;
+
+    if (r->method != HTTP_POST && r->method != HTTP_PATCH && r->method != HTTP_DELETE)
+        return false;
+    key = parse_key(r, &bad);
+    if (bad) {
+        eg__api_error_msg(r, 400, "invalid_idempotency_key",
+                          "Idempotency-Key must be 1 to 255 printable ASCII characters, "
+                          "optionally in double quotes");
+        return true;
+    }
+    if (key == NULL)
+        return false;
+    im = eg_arena_alloc(&r->arena, sizeof(*im));
+    if (im == NULL) {
+        eg_http_respond_error(r, 413, "payload_too_large");
+        return true;
+    }
+    memset(im, 0, sizeof(*im));
+    im->app = app;
+    im->key = key;
+    im->principal = eg__api_key_id(r) != NULL ? eg__api_key_id(r) : "";
+    im->run = run;
+    im->run_data = data;
+    snprintf(im->ttl, sizeof(im->ttl), "%llu", (unsigned long long)app->cfg->idempotency_ttl_s);
+    snprintf(im->hold, sizeof(im->hold), "%llu", (unsigned long long)app->cfg->test_idem_hold_ms);
+    fingerprint(r, im->fingerprint);
+    if (eg__api_set_idem(r, im) < 0) {
+        eg_http_respond_error(r, 413, "payload_too_large");
+        return true;
+    }
+    lookup(im, r);
+    return true;
+}
+
+/* ---- the write, in two parts of one transaction ------------------------------------------- */
+
+static const struct eg_db_batch *on_write_mid(const struct eg_db_reply *rep, void *data)
+{
+    struct api_write *w = data;
+    struct eg__api_idem *im = w->idem;
+    struct eg_http_req *r = w->r;
+    struct eg_db_reply mine = *rep;
+    const char *v[6];
+
+    /* The handler sees its own results only, and answers into a held response. */
+    mine.results = rep->results + im->offset;
+    mine.nresults = rep->nresults >= im->offset ? rep->nresults - im->offset : 0;
+    eg_http_hold(r);
+    w->handler_ran = true;
+    w->fn(im->app, r, &mine, w->data);
+    if (!r->has_responded)
+        return NULL; /* an answer still to come cannot be stored; the effect commits alone */
+    snprintf(im->status, sizeof(im->status), "%d", r->status);
+    v[0] = eg__api_project(r);
+    v[1] = im->principal;
+    v[2] = im->key;
+    v[3] = im->fingerprint;
+    v[4] = im->status;
+    v[5] = eg_arena_strndup(&r->arena, r->resp_body.base != NULL ? r->resp_body.base : "",
+                            r->resp_body.len);
+    im->tail.count = 0;
+    if (v[5] == NULL || eg_db_batch_add(&im->tail, &st_store, v) < 0)
+        return NULL;
+    return &im->tail;
+}
+
+static void on_write_done(const struct eg_db_reply *rep, void *data)
+{
+    struct api_write *w = data;
+    struct eg__api_idem *im = w->idem;
+    struct eg_http_req *r = w->r;
+
+    w->q = NULL;
+    if (rep->status == 0) {
+        eg__api_wrote(im->app);
+        if (im->app->cfg->test_idem_crash_after_commit) {
+            /* I5: the effect and its stored response committed; the client never hears. */
+            raise(SIGKILL);
+        }
+        if (!w->handler_ran)
+            w->fn(im->app, r, rep, w->data); /* not expected: mid runs on every success */
+        else
+            eg_http_release(r);
+        return;
+    }
+    if (!w->handler_ran) {
+        /* The first part failed, so nothing was held: answer directly. */
+        if (strcmp(rep->sqlstate, "EGI02") == 0 && !im->did_retry) {
+            /* It completed between our lookup and our lock: replay it. */
+            im->did_retry = true;
+            lookup(im, r);
+        } else if (strcmp(rep->sqlstate, "EGI01") == 0 || strcmp(rep->sqlstate, "EGI02") == 0) {
+            eg_http_add_header(r, "Retry-After", "1");
+            eg__api_error_msg(r, 409, "idempotency_key_in_use",
+                              "A request with this Idempotency-Key is still running; retry "
+                              "shortly");
+        } else {
+            w->fn(im->app, r, rep, w->data); /* the handler answers its own failure */
+        }
+        return;
+    }
+    /* The commit failed after the handler answered: that answer must not go out. */
+    eg_http_discard_held(r);
+    eg__api_db_failed(r, rep);
+    eg_http_release(r);
+}
+
+static void on_write_cleanup(void *data)
+{
+    struct api_write *w = data;
+
+    if (w->q != NULL)
+        eg_db_query_cancel(w->q); /* the pool rolls the transaction back */
+}
+
+bool eg__api_idem_db(struct eg_app *app, struct eg_http_req *r, const struct eg_db_batch *b,
+                     eg__api_db_fn *fn, void *data)
+{
+    struct eg__api_idem *im = eg__api_get_idem(r);
+    struct api_write *w;
+    struct eg_db_batch *full;
+    const char *begin[4];
+    const char *hold[1];
+
+    if (im == NULL || !im->is_armed)
+        return false;
+    im->is_armed = false; /* one write per request claims the key */
+    w = eg_arena_alloc(&r->arena, sizeof(*w));
+    full = eg_arena_alloc(&r->arena, sizeof(*full));
+    if (w == NULL || full == NULL || eg_arena_defer(&r->arena, on_write_cleanup, w) < 0) {
+        eg_http_respond_error(r, 413, "payload_too_large");
+        return true;
+    }
+    memset(w, 0, sizeof(*w));
+    w->idem = im;
+    w->r = r;
+    w->fn = fn;
+    w->data = data;
+    full->count = 0;
+    begin[0] = eg__api_project(r);
+    begin[1] = im->principal;
+    begin[2] = im->key;
+    begin[3] = im->ttl;
+    eg_db_batch_add(full, &st_begin, begin);
+    if (app->cfg->test_idem_hold_ms > 0) {
+        hold[0] = im->hold;
+        eg_db_batch_add(full, &st_hold, hold);
+    }
+    im->offset = full->count;
+    for (size_t i = 0; i < b->count; i++) {
+        if (eg_db_batch_add(full, b->items[i].stmt, b->items[i].values) < 0) {
+            eg_http_respond_error(r, 413, "payload_too_large");
+            return true;
+        }
+    }
+    im->full = full;
+    w->q = eg_db_submit_tx(app->db, full, on_write_mid, on_write_done, w);
+    return true;
+}
+
+/* ---- retention ---------------------------------------------------------------------------- */
+
+int eg__api_idem_batch_prune(struct eg_db_batch *b, const char *ttl_s)
+{
+    return eg_db_batch_add(b, &st_prune, (const char *[]){ttl_s});
+}

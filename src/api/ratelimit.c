@@ -1,0 +1,182 @@
+/*
+ * Rate limits per API key (or per client address without one): a fixed window of
+ * ENGRAM_RATE_LIMIT requests per ENGRAM_RATE_LIMIT_WINDOW_S seconds, shared by every instance
+ * through Redis (RELIABILITY.md §1.7, §2.2 A9).
+ *
+ * The request path never waits for Redis. Each instance decides from its estimate of the shared
+ * count, the last value Redis returned for the window plus its own increments still in flight,
+ * and then counts the request with one INCR (a small EVAL that also sets the key's expiry). So
+ * the limit holds across instances up to the increments in flight at the same moment (the
+ * overshoot A9 measures), and a slow or blackholed Redis costs nothing but accuracy. Without
+ * Redis (unset, down, or an error) each instance allows q/ENGRAM_RATE_LIMIT_INSTANCES on its own.
+ *
+ * Entries live in a bounded direct-mapped table; a collision replaces the older principal, which
+ * then starts again from Redis's count on its next request.
+ */
+#include "api_int.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "engram/bus.h"
+
+#define RL_SLOTS 4096
+#define RL_SCRIPT                                                                                  \
+    "local c = redis.call('INCR', KEYS[1]) "                                                       \
+    "if c == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return c"
+
+struct rl_entry {
+    char who[80];
+    int64_t window;
+    uint64_t local;   /* requests this instance let through in the window */
+    uint64_t shared;  /* the highest count Redis returned for the window */
+    uint64_t pending; /* our increments not answered yet */
+    bool has_failed;  /* a Redis increment failed in this window: count locally */
+};
+
+struct eg_api_rl {
+    struct rl_entry slots[RL_SLOTS];
+    uint64_t quota;
+    uint64_t window_s;
+    uint64_t instances;
+    uint64_t limited_total;
+};
+
+struct rl_call {
+    struct eg_api_rl *rl;
+    struct rl_entry *e;
+    char who[80];
+    int64_t window;
+};
+
+static unsigned hash_str(const char *s)
+{
+    unsigned h = 2166136261u;
+
+    for (; *s != '\0'; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+struct eg_api_rl *eg__api_rl_new(const struct eg_config *cfg, struct eg_redis *redis)
+{
+    struct eg_api_rl *rl;
+
+    if (cfg->rate_limit == 0)
+        return NULL;
+    rl = eg_calloc(1, sizeof(*rl));
+    rl->quota = cfg->rate_limit;
+    rl->window_s = cfg->rate_limit_window_s;
+    rl->instances = cfg->rate_limit_instances;
+    (void)redis; /* read from the app on each check: it is closed before the limiter */
+    return rl;
+}
+
+void eg__api_rl_free(struct eg_api_rl *rl)
+{
+    eg_free(rl);
+}
+
+static void on_incr(int status, long long value, void *data)
+{
+    struct rl_call *call = data;
+    struct rl_entry *e = call->e;
+
+    /* The slot may hold another principal or window by now: then this answer is stale. */
+    if (strcmp(e->who, call->who) == 0 && e->window == call->window) {
+        if (e->pending > 0)
+            e->pending--;
+        if (status == 0 && value > 0) {
+            if ((uint64_t)value > e->shared)
+                e->shared = (uint64_t)value;
+        } else {
+            e->has_failed = true; /* the local share for the rest of the window */
+        }
+    }
+    eg_free(call);
+}
+
+bool eg__api_rl_check(struct eg_app *app, struct eg_http_req *r, const char *who)
+{
+    struct eg_api_rl *rl = app->rl;
+    struct eg_redis *redis = app->redis;
+    struct rl_entry *e;
+    int64_t now_s = eg_wall_ms() / 1000;
+    int64_t window;
+    uint64_t used;
+    uint64_t limit;
+    uint64_t reset;
+    char policy[64];
+    char state[64];
+    bool shared;
+
+    if (rl == NULL || who == NULL)
+        return true;
+    window = now_s / (int64_t)rl->window_s;
+    reset = (uint64_t)((window + 1) * (int64_t)rl->window_s - now_s);
+    e = &rl->slots[hash_str(who) % RL_SLOTS];
+    if (strcmp(e->who, who) != 0 || e->window != window) {
+        memset(e, 0, sizeof(*e));
+        snprintf(e->who, sizeof(e->who), "%s", who);
+        e->window = window;
+    }
+    shared = false;
+    if (redis != NULL && !e->has_failed) {
+        struct eg_redis_stats st;
+
+        eg_redis_get_stats(redis, &st);
+        shared = st.is_up;
+    }
+    /* With Redis the whole quota is shared; without it each instance keeps its share. */
+    limit = shared ? rl->quota : (rl->quota + rl->instances - 1) / rl->instances;
+    used =
+        shared ? (e->shared + e->pending > e->local ? e->shared + e->pending : e->local) : e->local;
+    snprintf(policy, sizeof(policy), "\"default\";q=%llu;w=%llu", (unsigned long long)rl->quota,
+             (unsigned long long)rl->window_s);
+    eg_http_add_header(r, "RateLimit-Policy", policy);
+    if (used >= limit) {
+        char after[24];
+
+        rl->limited_total++;
+        snprintf(state, sizeof(state), "\"default\";r=0;t=%llu", (unsigned long long)reset);
+        snprintf(after, sizeof(after), "%llu", (unsigned long long)reset);
+        eg_http_add_header(r, "RateLimit", state);
+        eg_http_add_header(r, "Retry-After", after);
+        eg__api_error_msg(r, 429, "rate_limited",
+                          "Too many requests for this API key; retry after the Retry-After "
+                          "seconds");
+        return false;
+    }
+    e->local++;
+    snprintf(state, sizeof(state), "\"default\";r=%llu;t=%llu",
+             (unsigned long long)(limit - used - 1), (unsigned long long)reset);
+    eg_http_add_header(r, "RateLimit", state);
+    if (redis != NULL) {
+        struct rl_call *call = eg_malloc(sizeof(*call));
+        char key[128];
+        char ttl[24];
+        const char *argv[5];
+
+        call->rl = rl;
+        call->e = e;
+        memcpy(call->who, e->who, sizeof(call->who));
+        call->window = window;
+        snprintf(key, sizeof(key), "engram:rl:%s:%lld", who, (long long)window);
+        snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)(rl->window_s * 1000 + 1000));
+        argv[0] = "EVAL";
+        argv[1] = RL_SCRIPT;
+        argv[2] = "1";
+        argv[3] = key;
+        argv[4] = ttl;
+        if (eg_redis_command_int(redis, 5, argv, on_incr, call) == 0)
+            e->pending++;
+        else
+            eg_free(call);
+    }
+    return true;
+}
+
+uint64_t eg__api_rl_limited_total(const struct eg_app *app)
+{
+    return app->rl != NULL ? app->rl->limited_total : 0;
+}

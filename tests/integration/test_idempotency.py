@@ -1,0 +1,239 @@
+"""Idempotency-Key (RELIABILITY.md §2.3 I1-I7, I9): replays, mismatches, concurrent duplicates
+across two instances, crashes before and after the commit, retention, validation errors and a
+database outage. Keys are scoped to (project, API key, Idempotency-Key)."""
+import json
+import threading
+import time
+import uuid
+
+import pytest
+
+from apiclient import Api
+from rawhttp import ConnClosed, one_request
+from test_auth import AUTH_ON, auth_headers, make_key
+
+
+def post(srv, path, body, key, api_key=None, project="p1", method="POST", timeout=10.0):
+    hdrs = [("Content-Type", "application/json")]
+    if key is not None:
+        hdrs.append(("Idempotency-Key", key))
+    if api_key is not None:
+        hdrs += auth_headers(api_key)
+    else:
+        hdrs.append(("x-project-id", project))
+    data = json.dumps(body).encode() if body is not None else None
+    return one_request(srv.host, srv.port, method, path, hdrs, data, timeout=timeout)
+
+
+def count(srv, sql, params=()):
+    return srv.cluster.query(srv.db, sql, params)[0][0]
+
+
+@pytest.fixture
+def pair(engram):
+    a = engram(env=AUTH_ON)
+    b = engram(env=AUTH_ON, db=a.db, migrate=False)
+    return a, b
+
+
+def test_replay_is_byte_identical_across_instances(pair):
+    a, b = pair
+    k = make_key(a, "p1", "memories:write,memories:read,claims:write")["key"]
+    key = str(uuid.uuid4())
+    body = {"subject_id": "s1", "text": "idempotent memory"}
+    first = post(a, "/api/v1/memories", body, key, k)
+    assert first.status == 201 and first.header("idempotent-replayed") is None, first
+    for i in range(100):
+        r = post((a, b)[i % 2], "/api/v1/memories", body, '"%s"' % key if i % 3 == 0 else key, k)
+        assert (r.status, r.body) == (first.status, first.body), r
+        assert r.header("idempotent-replayed") == "true"
+    assert count(a, "SELECT count(*) FROM memories WHERE subject_id = 's1'") == 1
+    # DELETE replays its first answer instead of reporting "already gone"
+    mid = json.loads(first.body)["id"]
+    d1 = post(b, "/api/v1/memories/" + mid, None, "del-" + key, k, method="DELETE")
+    d2 = post(a, "/api/v1/memories/" + mid, None, "del-" + key, k, method="DELETE")
+    assert d1.body == d2.body == b'{"ok":true,"deleted":true}' and d2.header("idempotent-replayed")
+    # GET ignores the header
+    r = one_request(a.host, a.port, "GET", "/api/v1/memories/" + mid,
+                    auth_headers(make_key(a, "p1", "memories:read")["key"])
+                    + [("Idempotency-Key", key)])
+    assert r.status == 404 and r.header("idempotent-replayed") is None  # deleted above
+
+
+def test_mismatch_and_scope(pair):
+    a, b = pair
+    k1 = make_key(a, "p1", "memories:write,claims:write")["key"]
+    k1b = make_key(a, "p1", "memories:write,claims:write")["key"]
+    k2 = make_key(a, "p2", "memories:write,claims:write")["key"]
+    key = "order-" + uuid.uuid4().hex
+    body = {"subject_id": "s", "predicate": "likes", "object_value": "tea"}
+    first = post(a, "/api/v1/claims", body, key, k1)
+    assert first.status == 201, first
+    for srv, path, b2, method in [
+        (b, "/api/v1/claims", dict(body, object_value="coffee"), "POST"),
+        (a, "/api/v1/claims?x=1", body, "POST"),
+        (b, "/api/v1/memories", body, "POST"),
+        (a, "/api/v1/memories/mem_x", {"text": "x"}, "PATCH"),
+    ]:
+        r = post(srv, path, b2, key, k1, method=method)
+        assert r.status == 422, (path, method, r)
+        assert json.loads(r.body)["error"] == "idempotency_key_reused"
+    assert count(a, "SELECT count(*) FROM claims") == 1
+    # other principals, in the same or another project, get their own execution
+    for other in (k1b, k2):
+        r = post(b, "/api/v1/claims", body, key, other)
+        assert r.status == 201 and r.header("idempotent-replayed") is None, r
+        assert r.body != first.body
+    assert count(a, "SELECT count(*) FROM claims") == 3
+
+
+def test_concurrent_duplicates_across_instances(engram):
+    env = dict(AUTH_ON, ENGRAM_TEST_IDEM_HOLD_MS="400")
+    a = engram(env=env)
+    b = engram(env=env, db=a.db, migrate=False)
+    k = make_key(a, "p1", "claims:write")["key"]
+    outcomes = []
+    for i in range(6):
+        key = "dup-%d-%s" % (i, uuid.uuid4().hex)
+        body = {"subject_id": "s%d" % i, "predicate": "likes", "object_value": "tea"}
+        res = [None, None]
+        barrier = threading.Barrier(2)
+
+        def go(j, srv):
+            barrier.wait()
+            res[j] = post(srv, "/api/v1/claims", body, key, k)
+
+        ts = [threading.Thread(target=go, args=(j, s)) for j, s in enumerate((a, b))]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(15)
+        statuses = sorted(r.status for r in res)
+        outcomes.append(statuses)
+        assert statuses in ([201, 409], [201, 201]), res
+        if statuses == [201, 409]:
+            loser = [r for r in res if r.status == 409][0]
+            assert loser.header("retry-after") == "1"
+            assert json.loads(loser.body)["error"] == "idempotency_key_in_use"
+            winner = [r for r in res if r.status == 201][0]
+            again = post(b, "/api/v1/claims", body, key, k)
+            assert (again.status, again.body) == (201, winner.body)
+        else:  # the second arrived after the first committed: a replay
+            assert res[0].body == res[1].body
+        assert count(a, "SELECT count(*) FROM claims WHERE subject_id = %s", ("s%d" % i,)) == 1
+    assert [201, 409] in outcomes
+
+
+def test_crash_before_commit_rolls_back(engram):
+    a = engram(env=dict(AUTH_ON, ENGRAM_TEST_IDEM_HOLD_MS="2500"))
+    b = engram(env=AUTH_ON, db=a.db, migrate=False)
+    k = make_key(a, "p1", "claims:write")["key"]
+    key = "crash-" + uuid.uuid4().hex
+    body = {"subject_id": "sc", "predicate": "likes", "object_value": "tea"}
+    th = threading.Thread(target=lambda: _swallow(lambda: post(a, "/api/v1/claims", body, key, k)))
+    th.start()
+    time.sleep(0.5)
+    a.kill()
+    th.join(10)
+    t0 = time.monotonic()
+    seen = []
+    while time.monotonic() - t0 < 8:
+        r = post(b, "/api/v1/claims", body, key, k)
+        seen.append(r.status)
+        if r.status != 409:
+            break
+        time.sleep(0.1)
+    assert seen[-1] == 201 and set(seen[:-1]) <= {409}, seen
+    assert count(b, "SELECT count(*) FROM claims WHERE subject_id = 'sc'") == 1
+
+
+def _swallow(fn):
+    try:
+        fn()
+    except (ConnClosed, OSError):
+        pass
+
+
+def test_crash_after_commit_replays(engram):
+    a = engram(env=dict(AUTH_ON, ENGRAM_TEST_IDEM_CRASH_AFTER_COMMIT="1"))
+    b = engram(env=AUTH_ON, db=a.db, migrate=False)
+    k = make_key(a, "p1", "memories:write")["key"]
+    key = "after-" + uuid.uuid4().hex
+    body = {"subject_id": "sa", "text": "committed then crashed"}
+    with pytest.raises((ConnClosed, OSError)):
+        post(a, "/api/v1/memories", body, key, k)
+    a.proc.wait(10)
+    a.stopped = True
+    r = post(b, "/api/v1/memories", body, key, k)
+    assert r.status == 201 and r.header("idempotent-replayed") == "true", r
+    assert count(b, "SELECT count(*) FROM memories WHERE subject_id = 'sa'") == 1
+
+
+def test_retention(engram):
+    srv = engram(env={"ENGRAM_IDEMPOTENCY_TTL_S": "1"})
+    key = "ttl-" + uuid.uuid4().hex
+    body = {"subject_id": "st", "predicate": "likes", "object_value": "tea"}
+    first = post(srv, "/api/v1/claims", body, key)
+    assert post(srv, "/api/v1/claims", body, key).header("idempotent-replayed") == "true"
+    time.sleep(1.5)
+    again = post(srv, "/api/v1/claims", body, key)
+    assert again.status == 201 and again.header("idempotent-replayed") is None
+    assert again.body != first.body
+    assert count(srv, "SELECT count(*) FROM claims WHERE subject_id = 'st'") == 2
+    assert count(srv, "SELECT count(*) FROM idempotency_keys") == 1
+
+
+def test_validation_errors_are_not_stored_but_executed_4xx_are(engram):
+    srv = engram()
+    key = "v-" + uuid.uuid4().hex
+    bad = post(srv, "/api/v1/memories", {"subject_id": "sv"}, key)
+    assert bad.status == 400, bad
+    good = post(srv, "/api/v1/memories", {"subject_id": "sv", "text": "fixed"}, key)
+    assert good.status == 201 and good.header("idempotent-replayed") is None, good
+    nf = post(srv, "/api/v1/memories/mem_missing", {"text": "x"}, "nf-" + key, method="PATCH")
+    assert nf.status == 404
+    nf2 = post(srv, "/api/v1/memories/mem_missing", {"text": "x"}, "nf-" + key, method="PATCH")
+    assert (nf2.status, nf2.body) == (404, nf.body) and nf2.header("idempotent-replayed") == "true"
+
+
+@pytest.mark.parametrize("value", ["", '""', "x" * 256, "a\x01b", '"abc', 'ab"c', "a b",
+                                   '"a\\"b"'])
+def test_invalid_keys(engram_server, value):
+    r = post(engram_server, "/api/v1/memories", {"subject_id": "s", "text": "t"}, value)
+    assert r.status == 400, r
+    # control characters never get past the HTTP parser (its own 400)
+    want = "bad_request" if "\x01" in value else "invalid_idempotency_key"
+    assert json.loads(r.body)["error"] == want
+
+
+def test_valid_key_forms(engram_server):
+    for value in ["x" * 255, '"quoted key with spaces"', "8e03978e-40d5-43e8-bc93-6894a57f9324"]:
+        r = post(engram_server, "/api/v1/memories", {"subject_id": "s", "text": value}, value)
+        assert r.status == 201, (value, r)
+
+
+def test_admin_key_answers_are_never_stored(engram):
+    srv = engram(env=AUTH_ON)
+    admin = make_key(srv, "p1", "admin")["key"]
+    r = post(srv, "/admin/keys", {"scopes": "memories:read"}, "k-1", admin)
+    assert r.status == 201
+    r2 = post(srv, "/admin/keys", {"scopes": "memories:read"}, "k-1", admin)
+    assert r2.status == 201 and r2.body != r.body
+    assert count(srv, "SELECT count(*) FROM idempotency_keys") == 0
+
+
+def test_database_down_during_claim(engram, private_pg):
+    srv = engram(cluster=private_pg)
+    key = "pgdown-" + uuid.uuid4().hex
+    body = {"subject_id": "sd", "text": "after the outage"}
+    private_pg.stop("fast")
+    r = post(srv, "/api/v1/memories", body, key)
+    assert r.status == 503 and r.header("retry-after"), r
+    private_pg.start()
+    srv.wait_ready(20)
+    r = post(srv, "/api/v1/memories", body, key)
+    assert r.status == 201 and r.header("idempotent-replayed") is None, r
+    r = post(srv, "/api/v1/memories", body, key)
+    assert r.status == 201 and r.header("idempotent-replayed") == "true", r
+    assert count(srv, "SELECT count(*) FROM idempotency_keys") == 1
+    assert Api(srv, "p1").get("/api/v1/memories?subject_id=sd").json["count"] == 1

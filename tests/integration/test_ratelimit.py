@@ -1,0 +1,77 @@
+"""Rate limits per API key across instances (RELIABILITY.md §2.2 A9; docs/API.md)."""
+import json
+import re
+
+from rawhttp import one_request
+from test_auth import AUTH_ON, auth_headers, make_key
+
+PATH = "/api/v1/memories?subject_id=s"
+
+
+def get(srv, key=None, project="p"):
+    hdrs = auth_headers(key) if key else [("x-project-id", project)]
+    return one_request(srv.host, srv.port, "GET", PATH, hdrs)
+
+
+def test_shared_limit_across_two_instances(engram, redis_factory):
+    redis = redis_factory()
+    env = dict(AUTH_ON, REDIS_URL=redis.url, ENGRAM_RATE_LIMIT="20",
+               ENGRAM_RATE_LIMIT_WINDOW_S="60", ENGRAM_RATE_LIMIT_INSTANCES="2")
+    a = engram(env=env)
+    b = engram(env=env, db=a.db, migrate=False)
+    k1 = make_key(a, "p1", "memories:read")["key"]
+    k2 = make_key(a, "p2", "memories:read")["key"]
+    statuses = []
+    for i in range(30):
+        r = get((a, b)[i % 2], k1)
+        statuses.append(r.status)
+        assert r.header("ratelimit-policy") == '"default";q=20;w=60', r
+        assert re.match(r'^"default";r=\d+;t=\d+$', r.header("ratelimit")), r
+        if r.status == 429:
+            body = json.loads(r.body)
+            assert body["error"] == "rate_limited", r
+            t = int(r.header("ratelimit").split("t=")[1])
+            assert int(r.header("retry-after")) >= t and r.header("ratelimit").startswith(
+                '"default";r=0;')
+    accepted = statuses.count(200)
+    assert set(statuses) <= {200, 429}
+    # one shared counter: 20, plus at most the increments in flight (overshoot, A9)
+    assert 20 <= accepted <= 22, statuses
+    assert statuses[-1] == 429
+    # another key is unaffected
+    assert get(a, k2).status == 200 and get(b, k2).status == 200
+
+
+def test_local_share_without_redis(engram):
+    srv = engram(env={"ENGRAM_RATE_LIMIT": "10", "ENGRAM_RATE_LIMIT_INSTANCES": "2"})
+    statuses = [get(srv).status for _ in range(8)]
+    # no Redis: each instance allows its share, q/N = 5, counted per client address
+    assert statuses == [200] * 5 + [429] * 3, statuses
+    # health and metrics are never limited
+    assert one_request(srv.host, srv.port, "GET", "/health/live", []).status == 200
+
+
+def test_off_by_default(engram_server):
+    r = get(engram_server)
+    assert r.status == 200 and r.header("ratelimit") is None
+
+
+def test_fallback_when_redis_goes_down(engram, redis_factory):
+    import time
+    redis = redis_factory()
+    srv = engram(env={"REDIS_URL": redis.url, "ENGRAM_RATE_LIMIT": "10",
+                      "ENGRAM_RATE_LIMIT_INSTANCES": "2", "ENGRAM_RATE_LIMIT_WINDOW_S": "3600"})
+    assert [get(srv, project="x").status for _ in range(3)] == [200] * 3
+    redis.kill()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        m = one_request(srv.host, srv.port, "GET", "/metrics", []).body
+        if re.search(rb"^engram_redis_up 0", m, re.M) or re.search(rb"^redis_up 0", m, re.M):
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("redis_up never went to 0")
+    statuses = [get(srv, project="x").status for _ in range(6)]
+    # the local share (5) now applies, counting what this instance let through in the window
+    assert statuses == [200] * 2 + [429] * 4, statuses
+    srv.assert_alive()
