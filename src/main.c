@@ -46,7 +46,8 @@ static const char usage_serve[] =
     "usage: engramd serve\n"
     "\n"
     "Serves CORE's HTTP API and engram's operational routes (/health, /health/live,\n"
-    "/health/ready, /metrics) on ENGRAM_BIND:PORT (default 0.0.0.0,:: port 8080).\n"
+    "/health/ready, /metrics) on ENGRAM_BIND:PORT (default 0.0.0.0,:: port 8080), and over\n"
+    "HTTPS on ENGRAM_TLS_BIND:ENGRAM_TLS_PORT when ENGRAM_TLS_CERT and ENGRAM_TLS_KEY are set.\n"
     "Database: DATABASE_URL (a libpq URI or keyword string) or CORE's POSTGRES_HOST, _PORT, _DB,\n"
     "_USER, _PASSWORD. Refuses to start on a schema older than it needs: run engramd migrate.\n"
     "SIGTERM or SIGINT drains and exits 0. Logs are JSON lines on stdout.\n";
@@ -584,12 +585,14 @@ struct server {
     uv_loop_t loop;
     struct eg_app app;
     struct eg_net_listeners listeners;
+    struct eg_net_listeners tls_listeners; /* when ENGRAM_TLS_PORT is set */
     uv_signal_t sigterm;
     uv_signal_t sigint;
     uv_timer_t drain_timer; /* delay, then deadline */
     uv_timer_t check_timer; /* polls for the last connection to close */
     uv_prepare_t log_flush; /* writes buffered log lines before the loop sleeps */
     bool listeners_open;
+    bool tls_listeners_open;
     bool is_stopping;
     bool is_closed;
     bool drain_delay_done;
@@ -680,6 +683,7 @@ static void on_pool_closed(void *data)
     uv_close((uv_handle_t *)&srv.drain_timer, NULL);
     uv_close((uv_handle_t *)&srv.check_timer, NULL);
     uv_close((uv_handle_t *)&srv.log_flush, NULL);
+    eg_net_tls_close(srv.app.tls);
 }
 
 static void on_log_flush(uv_prepare_t *h)
@@ -688,15 +692,24 @@ static void on_log_flush(uv_prepare_t *h)
     eg_log_flush();
 }
 
+static void stop_listeners(void)
+{
+    if (srv.listeners_open) {
+        eg_net_listeners_stop(&srv.listeners);
+        srv.listeners_open = false;
+    }
+    if (srv.tls_listeners_open) {
+        eg_net_listeners_stop(&srv.tls_listeners);
+        srv.tls_listeners_open = false;
+    }
+}
+
 static void close_everything(void)
 {
     if (srv.is_closed)
         return;
     srv.is_closed = true;
-    if (srv.listeners_open) {
-        eg_net_listeners_stop(&srv.listeners);
-        srv.listeners_open = false;
-    }
+    stop_listeners();
     eg_http_server_close_all(srv.app.http);
     uv_timer_stop(&srv.check_timer);
     uv_timer_stop(&srv.drain_timer);
@@ -732,10 +745,7 @@ static void drain_connections(void)
     srv.drain_delay_done = true;
     /* Streams end with a retry hint first, so their clients resume on another instance. */
     eg_sse_hub_drain(srv.app.sse);
-    if (srv.listeners_open) {
-        eg_net_listeners_stop(&srv.listeners);
-        srv.listeners_open = false;
-    }
+    stop_listeners();
     eg_http_server_drain(srv.app.http);
     uv_timer_start(&srv.drain_timer, on_drain_deadline, cfg.drain_timeout_ms, 0);
     uv_timer_start(&srv.check_timer, on_check, 0, 20);
@@ -815,6 +825,18 @@ static int cmd_serve(void)
     const char *bad_addr = "";
     int rc;
 
+    if (cfg.tls_port >= 0) {
+        struct eg_net_tls_config tc = {.cert_path = cfg.tls_cert,
+                                       .key_path = cfg.tls_key,
+                                       .cert_label = "ENGRAM_TLS_CERT",
+                                       .key_label = "ENGRAM_TLS_KEY"};
+        char err[512];
+
+        if (eg_net_tls_new(&tc, &srv.app.tls, err, sizeof(err)) < 0) {
+            fprintf(stderr, "engramd: %s\n", err);
+            return EXIT_CONFIG;
+        }
+    }
     uv_loop_init(&srv.loop);
     srv.app.loop = &srv.loop;
     srv.app.cfg = &cfg;
@@ -826,17 +848,34 @@ static int cmd_serve(void)
 
     rc = eg_net_listeners_start(&srv.listeners, &srv.loop, cfg.bind, cfg.port, 1024,
                                 eg_http_server_accept, srv.app.http, &bad_addr);
-    if (rc < 0) {
+    if (rc == 0 && srv.app.tls != NULL) {
+        srv.listeners_open = true;
+        rc = eg_net_listeners_start(&srv.tls_listeners, &srv.loop, cfg.tls_bind, cfg.tls_port, 1024,
+                                    eg_http_server_accept, srv.app.http, &bad_addr);
+        if (rc < 0)
+            fprintf(stderr, "engramd: cannot listen on %s port %d (ENGRAM_TLS_PORT): %s\n",
+                    bad_addr, cfg.tls_port, uv_strerror(rc));
+        else
+            eg_net_listeners_set_tls(&srv.tls_listeners, srv.app.tls);
+    } else if (rc < 0) {
         fprintf(stderr, "engramd: cannot listen on %s port %d: %s\n", bad_addr, cfg.port,
                 uv_strerror(rc));
+    }
+    if (rc < 0) {
+        stop_listeners();
         eg_http_server_close_all(srv.app.http);
         uv_run(&srv.loop, UV_RUN_DEFAULT);
         eg_http_server_free(srv.app.http);
         eg_api_fini(&srv.app);
         uv_loop_close(&srv.loop);
+        eg_net_tls_free(srv.app.tls);
         return 1;
     }
     srv.listeners_open = true;
+    if (srv.app.tls != NULL) {
+        srv.tls_listeners_open = true;
+        eg_net_tls_start(srv.app.tls, &srv.loop);
+    }
     srv.app.db = eg_db_pool_new(&srv.loop, &dc, on_serve_pool_state, NULL);
     {
         struct eg_db_seq_config sc = {
@@ -900,12 +939,19 @@ static int cmd_serve(void)
                                           EG_LF_S("bus", cfg.bus),
                                           EG_LF_I("schema_required", srv.app.schema_required)},
                   7);
+    if (srv.app.tls != NULL)
+        eg_log_fields(
+            EG_LOG_INFO, "engramd listening for HTTPS",
+            (struct eg_log_field[]){EG_LF_S("bind", cfg.tls_bind),
+                                    EG_LF_I("port", eg_net_listeners_port(&srv.tls_listeners))},
+            2);
 
     uv_run(&srv.loop, UV_RUN_DEFAULT);
 
     eg_log_set_buffered(false);
     eg_http_server_free(srv.app.http);
     eg_api_fini(&srv.app);
+    eg_net_tls_free(srv.app.tls);
     if (uv_loop_close(&srv.loop) != 0) {
         eg_log(EG_LOG_ERROR, "loop closed with handles still open");
         return 1;

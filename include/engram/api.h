@@ -31,6 +31,7 @@ struct eg_app {
     struct eg_sse_hub *sse;
     struct eg_redis *redis; /* NULL without REDIS_URL (the bus's when the bus is redis) */
     struct eg_bus *bus;     /* notices between instances (ENGRAM_BUS) */
+    struct eg_net_tls *tls; /* NULL without ENGRAM_TLS_PORT */
     struct eg_api_metrics *metrics;
     struct eg_api_auth *auth; /* key cache and sweeps; NULL before start and after stop */
     struct eg_api_rl *rl;     /* rate limits; NULL when ENGRAM_RATE_LIMIT is 0 */

@@ -13,6 +13,11 @@ struct eg_config {
     /* listener */
     int port;       /* PORT */
     char bind[256]; /* ENGRAM_BIND: comma-separated numeric addresses */
+    /* HTTPS listener: on when ENGRAM_TLS_PORT is set (then cert and key are required) */
+    int tls_port;        /* ENGRAM_TLS_PORT; -1 when unset (no HTTPS listener) */
+    char tls_bind[256];  /* ENGRAM_TLS_BIND; defaults to ENGRAM_BIND */
+    char tls_cert[1024]; /* ENGRAM_TLS_CERT: PEM certificate chain file */
+    char tls_key[1024];  /* ENGRAM_TLS_KEY: PEM private key file */
     /* database: DATABASE_URL, else CORE's POSTGRES_* */
     char database_url[1024];
     int db_pool_size;                 /* ENGRAM_DB_POOL_SIZE */

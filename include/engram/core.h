@@ -136,6 +136,18 @@ void eg_request_id(char out[33]);
 void eg_uuid_v4(char out[37]);
 /** Writes n random bytes as 2n lowercase hex chars + NUL into out. */
 void eg_random_hex(char *out, size_t n);
+/**
+ * The process's one CTR_DRBG (mbedTLS, AES-256), seeded from mbedtls_entropy_func on first use
+ * (or by eg_drbg_seed at startup). Returns 0, or a negative mbedTLS error when the entropy source
+ * fails; then nothing is seeded and the next call tries again.
+ */
+int eg_drbg_seed(void);
+/**
+ * Fills out with n bytes from the process DRBG. Its signature is mbedTLS's f_rng, so it can be
+ * passed as mbedtls_ssl_conf_rng(conf, eg_drbg_random, NULL); p_rng is ignored. Returns 0 or a
+ * negative mbedTLS error. Loop thread (Debian's mbedTLS also locks the DRBG internally).
+ */
+int eg_drbg_random(void *p_rng, unsigned char *out, size_t n);
 
 /* ---- small helpers ------------------------------------------------------------------------ */
 

@@ -3,6 +3,8 @@
 
 #include <stdio.h>
 
+#include "engram/net.h"
+
 int eg_api_render_request_metrics(struct eg_app *app, struct eg_buf *b);
 
 static int gauge(struct eg_buf *b, const char *name, const char *help, double v)
@@ -17,6 +19,31 @@ static int counter(struct eg_buf *b, const char *name, const char *help, double 
     int rc = eg_prom_header(b, name, "counter", help);
 
     return rc == 0 ? eg_prom_sample(b, name, NULL, v) : rc;
+}
+
+/* The HTTPS listener's handshakes; every failure reason is listed, zeros included. */
+static int render_tls(const struct eg_net_tls *tls, struct eg_buf *b)
+{
+    struct eg_net_tls_stats ts;
+    char labels[64];
+    int rc;
+
+    eg_net_tls_get_stats(tls, &ts);
+    rc = counter(b, "tls_handshakes_total", "TLS handshakes completed.",
+                 (double)ts.handshakes_total);
+    if (rc == 0)
+        rc = eg_prom_header(b, "tls_handshake_failures_total", "counter",
+                            "TLS connections closed before their handshake completed, by reason.");
+    for (int i = 0; i < EG_NET_TLS_FAIL_COUNT && rc == 0; i++) {
+        snprintf(labels, sizeof(labels), "reason=\"%s\"",
+                 eg_net_tls_failure_name((enum eg_net_tls_failure)i));
+        rc =
+            eg_prom_sample(b, "tls_handshake_failures_total", labels, (double)ts.failures_total[i]);
+    }
+    if (rc == 0)
+        rc = gauge(b, "tls_connections_active", "Open HTTPS connections.",
+                   (double)ts.connections_active);
+    return rc;
 }
 
 int eg_api_metrics_render(struct eg_app *app, struct eg_buf *b)
@@ -184,6 +211,8 @@ int eg_api_metrics_render(struct eg_app *app, struct eg_buf *b)
             rc = counter(b, "events_pruned_total", "Events deleted by retention on this leader.",
                          (double)qs.pruned_total);
     }
+    if (rc == 0 && app->tls != NULL)
+        rc = render_tls(app->tls, b);
     if (rc == 0)
         rc = gauge(b, "engram_draining", "1 while the instance drains after SIGTERM.",
                    app->is_draining ? 1 : 0);

@@ -9,8 +9,6 @@
 #include <string.h>
 
 #include <mbedtls/constant_time.h>
-#include <mbedtls/ctr_drbg.h>
-#include <mbedtls/entropy.h>
 #include <mbedtls/sha256.h>
 
 static const char base62[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -20,38 +18,15 @@ static const char hexdig[] = "0123456789abcdef";
 /* ---- random ------------------------------------------------------------------------------- */
 
 /*
- * One DRBG per process, seeded on first use. The loop thread is the only user (the CLI is single
- * threaded), so it needs no lock; mbedTLS reseeds it from the entropy source on its own interval.
+ * The process's one CTR_DRBG (src/core/drbg.c, shared with TLS), seeded from mbedTLS's entropy
+ * source on first use; mbedTLS reseeds it on its own interval. A key without good randomness must
+ * not be issued, so a failure aborts.
  */
-static mbedtls_entropy_context entropy;
-static mbedtls_ctr_drbg_context drbg;
-static bool drbg_ready;
-
 void eg_auth_random(void *p, size_t n)
 {
-    static const char pers[] = "engram api keys";
-    unsigned char *out = p;
-
-    if (!drbg_ready) {
-        mbedtls_entropy_init(&entropy);
-        mbedtls_ctr_drbg_init(&drbg);
-        if (mbedtls_ctr_drbg_seed(&drbg, mbedtls_entropy_func, &entropy,
-                                  (const unsigned char *)pers, sizeof(pers) - 1)
-            != 0) {
-            fprintf(stderr, "{\"level\":\"fatal\",\"msg\":\"CTR_DRBG seeding failed\"}\n");
-            abort();
-        }
-        drbg_ready = true;
-    }
-    while (n > 0) {
-        size_t k = n < MBEDTLS_CTR_DRBG_MAX_REQUEST ? n : MBEDTLS_CTR_DRBG_MAX_REQUEST;
-
-        if (mbedtls_ctr_drbg_random(&drbg, out, k) != 0) {
-            fprintf(stderr, "{\"level\":\"fatal\",\"msg\":\"CTR_DRBG failed\"}\n");
-            abort();
-        }
-        out += k;
-        n -= k;
+    if (eg_drbg_random(NULL, p, n) != 0) {
+        fprintf(stderr, "{\"level\":\"fatal\",\"msg\":\"CTR_DRBG failed\"}\n");
+        abort();
     }
 }
 

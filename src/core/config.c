@@ -159,6 +159,43 @@ static int load_database(struct ctx *x, struct eg_config *cfg)
     return 0;
 }
 
+/* The HTTPS listener: all of port, cert and key, or none of them (ENGRAM_TLS_BIND is optional). */
+static int load_tls(struct ctx *x, struct eg_config *cfg)
+{
+    static const char *const names[] = {"ENGRAM_TLS_PORT", "ENGRAM_TLS_CERT", "ENGRAM_TLS_KEY"};
+    uint64_t port = 0;
+    int rc;
+
+    cfg->tls_port = -1;
+    snprintf(cfg->tls_bind, sizeof(cfg->tls_bind), "%s", cfg->bind);
+    rc = get_str(x, "ENGRAM_TLS_BIND", cfg->tls_bind, sizeof(cfg->tls_bind));
+    if (rc == 0 && cfg->tls_bind[0] == '\0')
+        rc = bad(x, "ENGRAM_TLS_BIND", "expected comma-separated IP addresses", "");
+    if (rc == 0)
+        rc = get_u64(x, "ENGRAM_TLS_PORT", 0, 65535, &port);
+    if (rc == 0)
+        rc = get_str(x, "ENGRAM_TLS_CERT", cfg->tls_cert, sizeof(cfg->tls_cert));
+    if (rc == 0)
+        rc = get_str(x, "ENGRAM_TLS_KEY", cfg->tls_key, sizeof(cfg->tls_key));
+    if (rc < 0)
+        return rc;
+    if (get(x, "ENGRAM_TLS_PORT") == NULL && cfg->tls_cert[0] == '\0' && cfg->tls_key[0] == '\0')
+        return 0;
+    for (size_t i = 0; i < EG_ARRAY_LEN(names); i++) {
+        const char *v = get(x, names[i]);
+
+        if (v == NULL || v[0] == '\0') {
+            snprintf(x->err, x->err_len,
+                     "%s: required for the HTTPS listener (ENGRAM_TLS_PORT, ENGRAM_TLS_CERT and "
+                     "ENGRAM_TLS_KEY go together)",
+                     names[i]);
+            return EG_ECONFIG;
+        }
+    }
+    cfg->tls_port = (int)port;
+    return 0;
+}
+
 int eg_config_load(struct eg_config *cfg, eg_config_getenv_fn *getenv_fn, void *data, char *err,
                    size_t err_len)
 {
@@ -169,6 +206,7 @@ int eg_config_load(struct eg_config *cfg, eg_config_getenv_fn *getenv_fn, void *
 
     memset(cfg, 0, sizeof(*cfg));
     cfg->port = 8080;
+    cfg->tls_port = -1;
     snprintf(cfg->bind, sizeof(cfg->bind), "0.0.0.0,::");
     cfg->db_pool_size = 8;
     cfg->db_statement_timeout_ms = 5000;
@@ -216,6 +254,8 @@ int eg_config_load(struct eg_config *cfg, eg_config_getenv_fn *getenv_fn, void *
         rc = get_str(&x, "ENGRAM_BIND", cfg->bind, sizeof(cfg->bind));
     if (rc == 0 && cfg->bind[0] == '\0')
         rc = bad(&x, "ENGRAM_BIND", "expected comma-separated IP addresses", "");
+    if (rc == 0)
+        rc = load_tls(&x, cfg);
     if (rc == 0)
         rc = load_database(&x, cfg);
     u = (uint64_t)cfg->db_pool_size;

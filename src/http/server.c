@@ -806,8 +806,9 @@ size_t eg_http_stream_pending(const struct eg_http_req *r)
 {
     size_t queued = 0;
 
+    /* With TLS this includes ciphertext the TLS layer still holds (eg_net_conn_write_pending). */
     if (r->conn != NULL)
-        queued = uv_stream_get_write_queue_size((const uv_stream_t *)&r->conn->net.tcp);
+        queued = eg_net_conn_write_pending(&r->conn->net);
     return r->stream_out.len + queued;
 }
 

@@ -5,12 +5,17 @@
  *
  * Reads land in one loop-wide buffer: the protocol layer consumes or copies them before on_read
  * returns, so an idle connection holds no read buffer at all (it matters for many SSE streams).
+ *
+ * A connection accepted from a TLS listener has c->tls set; every entry point below then hands
+ * over to src/net/tls.c, which keeps these contracts on plaintext.
  */
 #include "engram/net.h"
 
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "net_int.h"
 
 #define READ_BUF_BYTES (64 * 1024)
 
@@ -36,8 +41,11 @@ static void on_handle_closed(uv_handle_t *h)
 {
     struct eg_net_conn *c = h->data;
 
-    if (--c->handles_open == 0)
+    if (--c->handles_open == 0) {
+        if (c->tls != NULL)
+            eg__net_tls_conn_free(c);
         c->ops->on_closed(c);
+    }
 }
 
 static void on_uv_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
@@ -48,6 +56,10 @@ static void on_uv_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         read_buf_busy = false;
     if (n == 0 || c->is_closing)
         return;
+    if (c->tls != NULL) {
+        eg__net_tls_on_uv_read(c, n, buf->base);
+        return;
+    }
     if (n < 0) {
         eg_net_conn_read_stop(c);
         c->ops->on_eof(c, n == UV_EOF ? 0 : (int)n);
@@ -116,13 +128,34 @@ int eg_net_conn_accept(struct eg_net_conn *c, uv_stream_t *server,
     }
     uv_tcp_nodelay(&c->tcp, 1);
     format_peer(c);
+    /* listener.c makes every listening socket's data its struct eg_net_listeners. */
+    if (server->data != NULL && ((struct eg_net_listeners *)server->data)->tls != NULL) {
+        rc = eg__net_tls_conn_attach(c, ((struct eg_net_listeners *)server->data)->tls);
+        if (rc < 0) {
+            eg_net_conn_close(c);
+            return rc;
+        }
+    }
     return 0;
+}
+
+void eg__net_conn_uv_read(struct eg_net_conn *c, bool on)
+{
+    if (on)
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_uv_read);
+    else
+        uv_read_stop((uv_stream_t *)&c->tcp);
 }
 
 void eg_net_conn_read_start(struct eg_net_conn *c)
 {
     if (c->is_reading || c->is_closing)
         return;
+    if (c->tls != NULL) {
+        c->is_reading = true;
+        eg__net_tls_read_changed(c);
+        return;
+    }
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_uv_read) == 0)
         c->is_reading = true;
 }
@@ -131,8 +164,11 @@ void eg_net_conn_read_stop(struct eg_net_conn *c)
 {
     if (!c->is_reading)
         return;
-    uv_read_stop((uv_stream_t *)&c->tcp);
     c->is_reading = false;
+    if (c->tls != NULL)
+        eg__net_tls_read_changed(c);
+    else
+        uv_read_stop((uv_stream_t *)&c->tcp);
 }
 
 int eg_net_conn_write(struct eg_net_conn *c, const uv_buf_t *bufs, unsigned int nbufs)
@@ -143,6 +179,8 @@ int eg_net_conn_write(struct eg_net_conn *c, const uv_buf_t *bufs, unsigned int 
         return UV_EBUSY;
     if (c->is_closing)
         return UV_ECANCELED;
+    if (c->tls != NULL)
+        return eg__net_tls_write(c, bufs, nbufs);
     rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, nbufs, on_uv_write);
     if (rc == 0)
         c->is_writing = true;
@@ -155,10 +193,19 @@ ssize_t eg_net_conn_try_write(struct eg_net_conn *c, const uv_buf_t *bufs, unsig
 
     if (c->is_writing || c->is_closing)
         return 0;
+    if (c->tls != NULL)
+        return eg__net_tls_try_write(c, bufs, nbufs);
     n = uv_try_write((uv_stream_t *)&c->tcp, bufs, nbufs);
     if (n == UV_EAGAIN)
         return 0;
     return n;
+}
+
+size_t eg_net_conn_write_pending(const struct eg_net_conn *c)
+{
+    size_t n = uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp);
+
+    return c->tls != NULL ? n + eg__net_tls_pending(c) : n;
 }
 
 void eg_net_conn_timer_start(struct eg_net_conn *c, uint64_t ms)
@@ -180,7 +227,9 @@ static void on_uv_shutdown(uv_shutdown_t *r, int status)
 
 void eg_net_conn_shutdown(struct eg_net_conn *c)
 {
-    if (!c->is_closing)
+    if (c->tls != NULL)
+        eg__net_tls_shutdown(c);
+    else if (!c->is_closing)
         uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_uv_shutdown);
 }
 
@@ -189,8 +238,17 @@ void eg_net_conn_close(struct eg_net_conn *c)
     if (c->is_closing)
         return;
     c->is_closing = true;
+    if (c->tls != NULL) {
+        eg__net_tls_close(c);
+        return;
+    }
     eg_net_conn_read_stop(c);
     uv_timer_stop(&c->timer);
+    eg__net_conn_close_handles(c);
+}
+
+void eg__net_conn_close_handles(struct eg_net_conn *c)
+{
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
 }

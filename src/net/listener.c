@@ -99,6 +99,11 @@ int eg_net_listeners_start(struct eg_net_listeners *l, uv_loop_t *loop, const ch
     return l->count > 0 ? 0 : UV_EINVAL;
 }
 
+void eg_net_listeners_set_tls(struct eg_net_listeners *l, struct eg_net_tls *tls)
+{
+    l->tls = tls;
+}
+
 int eg_net_listeners_port(const struct eg_net_listeners *l)
 {
     struct sockaddr_storage ss;
