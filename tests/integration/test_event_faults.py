@@ -35,7 +35,7 @@ from conftest import HOST, PG_BIN
 from rawhttp import ConnClosed, one_request
 from sseclient import (SeqClient, Target, Writer, assert_clean, delivery_latency, log_rows,
                        percentile, set_goals)
-from test_cluster import HAPROXY, HAProxy
+from test_cluster import HAPROXY, Cluster, HAProxy
 
 CONNECT_S = 10.0
 CATCH_UP_S = 20.0
@@ -85,28 +85,9 @@ class Rig:
         return False
 
     # instances --------------------------------------------------------------------------------
-    def metrics(self, srv, timeout=1.0):
-        r = srv.get("/metrics", timeout=timeout)
-        assert r.status == 200, r
-        out = {}
-        for line in r.body.decode().splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                try:
-                    out[name] = float(value)
-                except ValueError:
-                    pass
-        return out
-
-    def leaders(self, among=None):
-        found = []
-        for srv in among or self.instances:
-            try:
-                if self.metrics(srv, timeout=0.5).get("sequencer_leader") == 1:
-                    found.append(srv)
-            except (OSError, ConnClosed, AssertionError):
-                pass
-        return found
+    # The same instance queries as test_cluster's Cluster (they only use self.instances).
+    metrics = Cluster.metrics
+    leaders = Cluster.leaders
 
     def wait_one_leader(self, among=None, timeout=8.0):
         deadline = time.monotonic() + timeout
