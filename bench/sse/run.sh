@@ -24,6 +24,7 @@
 #   BENCH_LOAD_CPUS=1 BENCH_SERVER_CPUS=0     taskset lists (empty: no pinning) for the load tool and for
 #                                             engramd/baseline; BENCH_NCHAN_CPUS= BENCH_CLUSTER_CPUS= (unpinned)
 #   BENCH_RESULTS_DIR=bench/results  ENGRAMD=build/engramd
+#   BENCH_ENGRAM_AUTH=off                     engramd's ENGRAM_AUTH (the subscribers send no key)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -183,7 +184,7 @@ start_engramd() {
   pin "$cpus"
   env DATABASE_URL="postgresql://engram@127.0.0.1:$PG_PORT/engram" \
       REDIS_URL="redis://127.0.0.1:$REDIS_PORT" ENGRAM_LOG_LEVEL=warn \
-      ENGRAM_MAX_CONNECTIONS=19900 PORT="$EG_PORT" ENGRAM_BIND=127.0.0.1 "$@" \
+      ENGRAM_AUTH="${BENCH_ENGRAM_AUTH:-off}" ENGRAM_MAX_CONNECTIONS=19900 PORT="$EG_PORT" ENGRAM_BIND=127.0.0.1 "$@" \
       "${PIN[@]}" "$ENGRAMD" serve >"$TMP/$name.log" 2>&1 &
   EG_PID=$!
   PIDS+=("$EG_PID")
