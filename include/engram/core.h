@@ -156,6 +156,10 @@ int eg_drbg_random(void *p_rng, unsigned char *out, size_t n);
 #define EG_MAX(a, b)                       ((a) > (b) ? (a) : (b))
 #define EG_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
+/** 32-bit FNV-1a of a NUL-terminated string (hash-table buckets; not for anything adversarial
+ * that needs a keyed hash). */
+unsigned eg_hash_str(const char *s);
+
 /** Case-insensitive ASCII comparison of n bytes; true when equal. */
 bool eg_ascii_caseeq(const char *a, const char *b, size_t n);
 

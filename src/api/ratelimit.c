@@ -49,15 +49,6 @@ struct rl_call {
     int64_t window;
 };
 
-static unsigned hash_str(const char *s)
-{
-    unsigned h = 2166136261u;
-
-    for (; *s != '\0'; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h;
-}
-
 struct eg_api_rl *eg__api_rl_new(const struct eg_config *cfg, struct eg_redis *redis)
 {
     struct eg_api_rl *rl;
@@ -114,7 +105,7 @@ bool eg__api_rl_check(struct eg_app *app, struct eg_http_req *r, const char *who
         return true;
     window = now_s / (int64_t)rl->window_s;
     reset = (uint64_t)((window + 1) * (int64_t)rl->window_s - now_s);
-    e = &rl->slots[hash_str(who) % RL_SLOTS];
+    e = &rl->slots[eg_hash_str(who) % RL_SLOTS];
     if (strcmp(e->who, who) != 0 || e->window != window) {
         memset(e, 0, sizeof(*e));
         snprintf(e->who, sizeof(e->who), "%s", who);

@@ -61,11 +61,7 @@ struct eg_bus {
 
 static unsigned watch_hash(const char *s)
 {
-    unsigned h = 2166136261u;
-
-    for (; *s != '\0'; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h % WATCH_BUCKETS;
+    return eg_hash_str(s) % WATCH_BUCKETS;
 }
 
 int eg_bus_parse_notice(const char *s, size_t n, bool with_project, int64_t *epoch, int64_t *first,
@@ -122,6 +118,18 @@ static void channel_of(struct eg_buf *out, const char *project)
     eg_buf_puts(out, project);
 }
 
+/* The project a project channel names (NUL-terminated into out); false for other channels. */
+static bool project_of(const char *channel, size_t len, char *out, size_t out_len)
+{
+    size_t plen = sizeof(CHANNEL_PREFIX) - 1;
+
+    if (len <= plen || len - plen >= out_len || memcmp(channel, CHANNEL_PREFIX, plen) != 0)
+        return false;
+    memcpy(out, channel + plen, len - plen);
+    out[len - plen] = '\0';
+    return true;
+}
+
 static void redis_sub_all(struct eg_bus *b)
 {
     struct eg_buf ch;
@@ -154,7 +162,6 @@ static void on_sub_message(const char *channel, size_t channel_len, const char *
                            void *data)
 {
     struct eg_bus *b = data;
-    size_t plen = sizeof(CHANNEL_PREFIX) - 1;
     int64_t epoch;
     int64_t first;
     int64_t last;
@@ -167,12 +174,9 @@ static void on_sub_message(const char *channel, size_t channel_len, const char *
             b->hooks.on_poke(b->hooks.data);
         return;
     }
-    if (channel_len <= plen || channel_len - plen >= sizeof(project)
-        || memcmp(channel, CHANNEL_PREFIX, plen) != 0
+    if (!project_of(channel, channel_len, project, sizeof(project))
         || eg_bus_parse_notice(msg, msg_len, false, &epoch, &first, &last, NULL) < 0)
         return;
-    memcpy(project, channel + plen, channel_len - plen);
-    project[channel_len - plen] = '\0';
     b->stats.notices_received_total++;
     if (b->hooks.on_notice != NULL)
         b->hooks.on_notice(project, epoch, first, last, b->hooks.data);
@@ -181,15 +185,11 @@ static void on_sub_message(const char *channel, size_t channel_len, const char *
 static void on_sub_subscribed(const char *channel, size_t channel_len, void *data)
 {
     struct eg_bus *b = data;
-    size_t plen = sizeof(CHANNEL_PREFIX) - 1;
     char project[1024];
 
     /* Notices sent before the subscription took effect were missed: read that log once. */
-    if (channel_len <= plen || channel_len - plen >= sizeof(project)
-        || memcmp(channel, CHANNEL_PREFIX, plen) != 0)
+    if (!project_of(channel, channel_len, project, sizeof(project)))
         return;
-    memcpy(project, channel + plen, channel_len - plen);
-    project[channel_len - plen] = '\0';
     if (b->hooks.on_resync != NULL)
         b->hooks.on_resync(project, b->hooks.data);
 }

@@ -52,6 +52,15 @@ void eg_free(void *p)
     free(p);
 }
 
+unsigned eg_hash_str(const char *s)
+{
+    unsigned h = 2166136261u;
+
+    for (; *s != '\0'; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
 bool eg_ascii_caseeq(const char *a, const char *b, size_t n)
 {
     for (size_t i = 0; i < n; i++) {

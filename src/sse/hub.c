@@ -128,11 +128,7 @@ static void topic_read_position(struct topic *t);
 
 static unsigned hash_str(const char *s)
 {
-    unsigned h = 2166136261u;
-
-    for (; *s != '\0'; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h % TOPIC_BUCKETS;
+    return eg_hash_str(s) % TOPIC_BUCKETS;
 }
 
 static struct topic *topic_find(struct eg_sse_hub *h, const char *project)
