@@ -99,6 +99,18 @@ static int load_config(void)
     }
     eg_log_level_parse(cfg.log_level, &level);
     eg_log_set_level(level);
+    {
+        uint64_t quotas[EG_AUTH_NSCOPES];
+
+        if (eg_auth_scope_quotas_parse(cfg.rate_limit_scopes, quotas) < 0) {
+            fprintf(stderr,
+                    "engramd: ENGRAM_RATE_LIMIT_SCOPES: expected scope=requests[,...] with each "
+                    "scope once (memories:read, memories:write, claims:read, claims:write, "
+                    "events:read, admin), got \"%.64s\"\n",
+                    cfg.rate_limit_scopes);
+            return -1;
+        }
+    }
     if (cfg.redis_url[0] != '\0') {
         struct eg_redis_addr ra;
 

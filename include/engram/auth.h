@@ -38,6 +38,7 @@ enum eg_auth_scope {
 };
 
 #define EG_AUTH_SCOPE_ALL 0x3fu
+#define EG_AUTH_NSCOPES   6 /* scope bit i is 1u << i */
 
 /** The scope's name ("memories:read"); scope must be exactly one bit. NULL otherwise. */
 const char *eg_auth_scope_name(unsigned scope);
@@ -48,6 +49,12 @@ const char *eg_auth_scope_name(unsigned scope);
 long eg_auth_scopes_parse(const char *s, size_t n);
 /** Writes mask as canonical comma-separated names into out (NUL-terminated). Returns length. */
 size_t eg_auth_scopes_format(unsigned mask, char *out, size_t out_len);
+/**
+ * Parses per-scope quotas, "memories:write=100, events:read=20" (ENGRAM_RATE_LIMIT_SCOPES), into
+ * quotas[i] for scope bit i; scopes not named are set to UINT64_MAX (use the default quota).
+ * Returns 0, or -1 for an unknown scope, a missing or out-of-range number, or a repeated scope.
+ */
+int eg_auth_scope_quotas_parse(const char *s, uint64_t quotas[EG_AUTH_NSCOPES]);
 /** True when a key holding mask may use a route that needs scope (admin implies all). */
 bool eg_auth_scope_allows(unsigned mask, unsigned scope);
 

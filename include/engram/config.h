@@ -60,6 +60,8 @@ struct eg_config {
     uint64_t rate_limit;        /* ENGRAM_RATE_LIMIT: requests per window per key; 0: off */
     uint64_t rate_limit_window_s;  /* ENGRAM_RATE_LIMIT_WINDOW_S */
     uint64_t rate_limit_instances; /* ENGRAM_RATE_LIMIT_INSTANCES: share of each without Redis */
+    char
+        rate_limit_scopes[512]; /* ENGRAM_RATE_LIMIT_SCOPES: "scope=q,..." per-route-scope quotas */
     uint64_t idempotency_ttl_s; /* ENGRAM_IDEMPOTENCY_TTL_S: how long a stored response replays */
     /* fault hooks for the idempotency tests (RELIABILITY.md §2.0); never set in production */
     uint64_t test_idem_hold_ms; /* ENGRAM_TEST_IDEM_HOLD_MS: hold the claimed key this long */

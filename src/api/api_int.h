@@ -193,10 +193,12 @@ int eg__api_set_idem(struct eg_http_req *r, struct eg__api_idem *im);
 struct eg_api_rl *eg__api_rl_new(const struct eg_config *cfg, struct eg_redis *redis);
 void eg__api_rl_free(struct eg_api_rl *rl);
 /**
- * Counts r against who's window and adds the RateLimit and RateLimit-Policy headers. Returns
- * true to go on, or false after answering 429 with Retry-After. Never waits for Redis.
+ * Counts r against principal's window for the quota of scope (the route's scope bit; 0 for the
+ * default quota) and adds the RateLimit and RateLimit-Policy headers. Returns true to go on, or
+ * false after answering 429 with Retry-After. Never waits for Redis.
  */
-bool eg__api_rl_check(struct eg_app *app, struct eg_http_req *r, const char *who);
+bool eg__api_rl_check(struct eg_app *app, struct eg_http_req *r, const char *principal,
+                      unsigned scope);
 uint64_t eg__api_rl_limited_total(const struct eg_app *app);
 
 /* src/api/admin_keys.c: /admin/keys (admin scope). */

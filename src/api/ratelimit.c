@@ -10,6 +10,11 @@
  * overshoot A9 measures), and a slow or blackholed Redis costs nothing but accuracy. Without
  * Redis (unset, down, or an error) each instance allows q/ENGRAM_RATE_LIMIT_INSTANCES on its own.
  *
+ * ENGRAM_RATE_LIMIT_SCOPES gives a route class its own quota ("memories:write=100"): a request
+ * counts against the quota of the scope its route needs, in a counter of its own per principal;
+ * routes whose scope has no entry share the default quota (ENGRAM_RATE_LIMIT; 0 leaves them
+ * unlimited).
+ *
  * Entries live in a bounded direct-mapped table; a collision replaces the older principal, which
  * then starts again from Redis's count on its next request.
  */
@@ -25,8 +30,10 @@
     "local c = redis.call('INCR', KEYS[1]) "                                                       \
     "if c == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return c"
 
+#define RL_WHO 112 /* principal (key id or "ip:<address>") + "|" + scope name */
+
 struct rl_entry {
-    char who[80];
+    char who[RL_WHO];
     int64_t window;
     uint64_t local;   /* requests this instance let through in the window */
     uint64_t shared;  /* the highest count Redis returned for the window */
@@ -36,7 +43,8 @@ struct rl_entry {
 
 struct eg_api_rl {
     struct rl_entry slots[RL_SLOTS];
-    uint64_t quota;
+    uint64_t quota;                   /* the default; 0: unlimited */
+    uint64_t scoped[EG_AUTH_NSCOPES]; /* per scope bit; UINT64_MAX: the default */
     uint64_t window_s;
     uint64_t instances;
     uint64_t limited_total;
@@ -45,18 +53,25 @@ struct eg_api_rl {
 struct rl_call {
     struct eg_api_rl *rl;
     struct rl_entry *e;
-    char who[80];
+    char who[RL_WHO];
     int64_t window;
 };
 
 struct eg_api_rl *eg__api_rl_new(const struct eg_config *cfg, struct eg_redis *redis)
 {
     struct eg_api_rl *rl;
+    uint64_t scoped[EG_AUTH_NSCOPES];
+    bool any = cfg->rate_limit > 0;
 
-    if (cfg->rate_limit == 0)
+    if (eg_auth_scope_quotas_parse(cfg->rate_limit_scopes, scoped) < 0)
+        return NULL; /* main refuses to start with it */
+    for (size_t i = 0; i < EG_AUTH_NSCOPES; i++)
+        any = any || (scoped[i] != UINT64_MAX && scoped[i] > 0);
+    if (!any)
         return NULL;
     rl = eg_calloc(1, sizeof(*rl));
     rl->quota = cfg->rate_limit;
+    memcpy(rl->scoped, scoped, sizeof(scoped));
     rl->window_s = cfg->rate_limit_window_s;
     rl->instances = cfg->rate_limit_instances;
     (void)redis; /* read from the app on each check: it is closed before the limiter */
@@ -87,7 +102,8 @@ static void on_incr(int status, long long value, void *data)
     eg_free(call);
 }
 
-bool eg__api_rl_check(struct eg_app *app, struct eg_http_req *r, const char *who)
+bool eg__api_rl_check(struct eg_app *app, struct eg_http_req *r, const char *principal,
+                      unsigned scope)
 {
     struct eg_api_rl *rl = app->rl;
     struct eg_redis *redis = app->redis;
@@ -97,12 +113,25 @@ bool eg__api_rl_check(struct eg_app *app, struct eg_http_req *r, const char *who
     uint64_t used;
     uint64_t limit;
     uint64_t reset;
-    char policy[64];
-    char state[64];
+    uint64_t quota;
+    const char *name = "default";
+    char who[RL_WHO];
+    char policy[80];
+    char state[80];
     bool shared;
 
-    if (rl == NULL || who == NULL)
+    if (rl == NULL || principal == NULL)
         return true;
+    quota = rl->quota;
+    for (size_t i = 0; i < EG_AUTH_NSCOPES; i++) {
+        if (scope == 1u << i && rl->scoped[i] != UINT64_MAX) {
+            quota = rl->scoped[i];
+            name = eg_auth_scope_name(scope);
+        }
+    }
+    if (quota == 0)
+        return true;
+    snprintf(who, sizeof(who), "%s|%s", principal, name);
     window = now_s / (int64_t)rl->window_s;
     reset = (uint64_t)((window + 1) * (int64_t)rl->window_s - now_s);
     e = &rl->slots[eg_hash_str(who) % RL_SLOTS];
@@ -119,17 +148,17 @@ bool eg__api_rl_check(struct eg_app *app, struct eg_http_req *r, const char *who
         shared = st.is_up;
     }
     /* With Redis the whole quota is shared; without it each instance keeps its share. */
-    limit = shared ? rl->quota : (rl->quota + rl->instances - 1) / rl->instances;
+    limit = shared ? quota : (quota + rl->instances - 1) / rl->instances;
     used =
         shared ? (e->shared + e->pending > e->local ? e->shared + e->pending : e->local) : e->local;
-    snprintf(policy, sizeof(policy), "\"default\";q=%llu;w=%llu", (unsigned long long)rl->quota,
+    snprintf(policy, sizeof(policy), "\"%s\";q=%llu;w=%llu", name, (unsigned long long)quota,
              (unsigned long long)rl->window_s);
     eg_http_add_header(r, "RateLimit-Policy", policy);
     if (used >= limit) {
         char after[24];
 
         rl->limited_total++;
-        snprintf(state, sizeof(state), "\"default\";r=0;t=%llu", (unsigned long long)reset);
+        snprintf(state, sizeof(state), "\"%s\";r=0;t=%llu", name, (unsigned long long)reset);
         snprintf(after, sizeof(after), "%llu", (unsigned long long)reset);
         eg_http_add_header(r, "RateLimit", state);
         eg_http_add_header(r, "Retry-After", after);
@@ -139,12 +168,12 @@ bool eg__api_rl_check(struct eg_app *app, struct eg_http_req *r, const char *who
         return false;
     }
     e->local++;
-    snprintf(state, sizeof(state), "\"default\";r=%llu;t=%llu",
+    snprintf(state, sizeof(state), "\"%s\";r=%llu;t=%llu", name,
              (unsigned long long)(limit - used - 1), (unsigned long long)reset);
     eg_http_add_header(r, "RateLimit", state);
     if (redis != NULL) {
         struct rl_call *call = eg_malloc(sizeof(*call));
-        char key[128];
+        char key[160];
         char ttl[24];
         const char *argv[5];
 

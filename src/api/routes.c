@@ -367,7 +367,9 @@ static void dispatch(struct eg_app *app, struct eg_http_req *r, const struct eg_
     const struct eg_http_route *route = rt->route;
     const char *project;
 
-    if (app->rl != NULL && !eg__api_rl_check(app, r, rate_subject(r, p)))
+    if (app->rl != NULL
+        && !eg__api_rl_check(app, r, rate_subject(r, p),
+                             route != NULL ? route_scopes[route->id] : 0))
         return;
     if (p != NULL) {
         /* The key's project is authoritative; naming another one is refused, not ignored. */

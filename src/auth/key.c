@@ -215,6 +215,64 @@ size_t eg_auth_scopes_format(unsigned mask, char *out, size_t out_len)
     return o < out_len ? o : out_len - 1;
 }
 
+int eg_auth_scope_quotas_parse(const char *s, uint64_t quotas[EG_AUTH_NSCOPES])
+{
+    size_t n = strlen(s);
+    size_t i = 0;
+    bool any = false;
+
+    for (size_t k = 0; k < EG_AUTH_NSCOPES; k++)
+        quotas[k] = UINT64_MAX;
+    while (n > 0 && s[n - 1] == ' ')
+        n--;
+    if (n > 0 && s[n - 1] == ',')
+        return -1; /* a trailing comma names nothing */
+    while (i < n) {
+        size_t start;
+        size_t end;
+        size_t eq;
+        uint64_t v = 0;
+        long bit;
+        int k = 0;
+
+        start = i;
+        while (i < n && s[i] != ',')
+            i++;
+        end = i;
+        if (i < n)
+            i++; /* the comma */
+        eq = start;
+        while (eq < end && s[eq] != '=')
+            eq++;
+        if (eq == end)
+            return -1;
+        bit = eg_auth_scopes_parse(s + start, eq - start);
+        if (bit <= 0 || (bit & (bit - 1)) != 0)
+            return -1; /* exactly one known scope per entry */
+        while (bit > 1) {
+            bit >>= 1;
+            k++;
+        }
+        eq++;
+        while (eq < end && s[eq] == ' ')
+            eq++;
+        while (end > eq && s[end - 1] == ' ')
+            end--;
+        if (eq == end || end - eq > 9)
+            return -1; /* at most 999,999,999 per window */
+        for (size_t j = eq; j < end; j++) {
+            if (s[j] < '0' || s[j] > '9')
+                return -1;
+            v = v * 10 + (uint64_t)(s[j] - '0');
+        }
+        if (quotas[k] != UINT64_MAX)
+            return -1;
+        quotas[k] = v;
+        any = true;
+    }
+    return any || n == 0 ? 0 : -1;
+}
+
 bool eg_auth_scope_allows(unsigned mask, unsigned scope)
 {
     return (mask & EG_AUTH_ADMIN) != 0 || (mask & scope) == scope;

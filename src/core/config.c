@@ -359,6 +359,10 @@ int eg_config_load(struct eg_config *cfg, eg_config_getenv_fn *getenv_fn, void *
         rc = get_u64(&x, "ENGRAM_RATE_LIMIT_WINDOW_S", 1, 86400, &cfg->rate_limit_window_s);
     if (rc == 0)
         rc = get_u64(&x, "ENGRAM_RATE_LIMIT_INSTANCES", 1, 1000, &cfg->rate_limit_instances);
+    /* The scope names are checked by main (auth owns them), the length here. */
+    if (rc == 0)
+        rc = get_str(&x, "ENGRAM_RATE_LIMIT_SCOPES", cfg->rate_limit_scopes,
+                     sizeof(cfg->rate_limit_scopes));
     if (rc == 0)
         rc = get_u64(&x, "ENGRAM_IDEMPOTENCY_TTL_S", 1, 30 * 86400, &cfg->idempotency_ttl_s);
     if (rc == 0)

@@ -18,6 +18,9 @@ BAD_VALUES = [
     ("ENGRAM_PIPELINE_MAX", "abc"),
     ("ENGRAM_MAX_HEADERS", "99999999999999999999999"),
     ("ENGRAM_LOG_LEVEL", "shouty"),
+    ("ENGRAM_RATE_LIMIT_SCOPES", "memories=5"),
+    ("ENGRAM_RATE_LIMIT_SCOPES", "memories:write=5,memories:write=6"),
+    ("ENGRAM_RATE_LIMIT_SCOPES", "admin=lots"),
 ]
 
 

@@ -42,6 +42,56 @@ def test_shared_limit_across_two_instances(engram, redis_factory):
     assert get(a, k2).status == 200 and get(b, k2).status == 200
 
 
+def post(srv, key, text):
+    return one_request(srv.host, srv.port, "POST", "/api/v1/memories",
+                       auth_headers(key) + [("content-type", "application/json")],
+                       json.dumps({"subject_id": "s", "text": text}).encode())
+
+
+def test_per_scope_quota_across_two_instances(engram, redis_factory):
+    """ENGRAM_RATE_LIMIT_SCOPES gives writes their own quota, shared by both instances; reads
+    keep the default quota in a counter of their own, and a scope with no quota and no default
+    is not limited at all."""
+    redis = redis_factory()
+    env = dict(AUTH_ON, REDIS_URL=redis.url, ENGRAM_RATE_LIMIT="12",
+               ENGRAM_RATE_LIMIT_SCOPES="memories:write=4, claims:read=0")
+    a = engram(env=env)
+    b = engram(env=env, db=a.db, migrate=False)
+    key = make_key(a, "p1", "memories:read,memories:write,claims:read")["key"]
+    writes = []
+    for i in range(10):
+        r = post((a, b)[i % 2], key, "w%d" % i)
+        writes.append(r.status)
+        assert r.header("ratelimit-policy") == '"memories:write";q=4;w=60', r
+        assert r.header("ratelimit").startswith('"memories:write";r='), r
+        if r.status == 429:
+            assert json.loads(r.body)["error"] == "rate_limited"
+            assert int(r.header("retry-after")) >= 1
+    assert set(writes) <= {201, 429}
+    assert 4 <= writes.count(201) <= 6 and writes[-1] == 429, writes
+    # the writes did not use up the read quota: reads count against "default", q=12
+    r = get(a, key)
+    assert r.status == 200 and r.header("ratelimit-policy") == '"default";q=12;w=60', r
+    assert r.header("ratelimit").startswith('"default";r=11;'), r
+    # claims:read=0 means unlimited: no headers at all
+    r = one_request(a.host, a.port, "GET", "/api/v1/claims/subject/s/truth", auth_headers(key))
+    assert r.status == 200 and r.header("ratelimit") is None, r
+    # per key: a fresh key of the same project has its own write quota
+    other = make_key(a, "p1", "memories:write")["key"]
+    assert post(b, other, "fresh").status == 201
+
+
+def test_scope_quota_alone_turns_the_limiter_on(engram):
+    """With no default quota, only the named scope is limited (local share, no Redis)."""
+    srv = engram(env={"ENGRAM_RATE_LIMIT_SCOPES": "memories:read=3"})
+    statuses = [get(srv, project="q").status for _ in range(5)]
+    assert statuses == [200] * 3 + [429] * 2, statuses
+    r = one_request(srv.host, srv.port, "POST", "/api/v1/memories",
+                    [("x-project-id", "q"), ("content-type", "application/json")],
+                    b'{"subject_id":"s","text":"writes are not limited"}')
+    assert r.status == 201 and r.header("ratelimit") is None, r
+
+
 def test_local_share_without_redis(engram):
     srv = engram(env={"ENGRAM_RATE_LIMIT": "10", "ENGRAM_RATE_LIMIT_INSTANCES": "2"})
     statuses = [get(srv).status for _ in range(8)]

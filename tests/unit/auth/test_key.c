@@ -113,6 +113,31 @@ TEST(scopes_parse_and_format)
     ASSERT_TRUE(!eg_auth_scope_allows(EG_AUTH_MEMORIES_WRITE, EG_AUTH_ADMIN));
 }
 
+TEST(scope_quotas)
+{
+    uint64_t q[EG_AUTH_NSCOPES];
+
+    ASSERT_INT_EQ(0, eg_auth_scope_quotas_parse("", q));
+    for (size_t i = 0; i < EG_AUTH_NSCOPES; i++)
+        ASSERT_TRUE(q[i] == UINT64_MAX);
+    ASSERT_INT_EQ(0, eg_auth_scope_quotas_parse("memories:write=100, events:read = 0", q));
+    ASSERT_TRUE(q[1] == 100);
+    ASSERT_TRUE(q[4] == 0);
+    ASSERT_TRUE(q[0] == UINT64_MAX && q[5] == UINT64_MAX);
+    ASSERT_INT_EQ(0, eg_auth_scope_quotas_parse("admin=999999999", q));
+    ASSERT_TRUE(q[5] == 999999999u);
+    /* unknown or several scopes, missing or bad numbers, repeats, empty entries */
+    ASSERT_INT_EQ(-1, eg_auth_scope_quotas_parse("memories=1", q));
+    ASSERT_INT_EQ(-1, eg_auth_scope_quotas_parse("memories:read,claims:read=1", q));
+    ASSERT_INT_EQ(-1, eg_auth_scope_quotas_parse("memories:read=", q));
+    ASSERT_INT_EQ(-1, eg_auth_scope_quotas_parse("memories:read=-1", q));
+    ASSERT_INT_EQ(-1, eg_auth_scope_quotas_parse("memories:read=1x", q));
+    ASSERT_INT_EQ(-1, eg_auth_scope_quotas_parse("memories:read=1000000000", q));
+    ASSERT_INT_EQ(-1, eg_auth_scope_quotas_parse("admin=1,admin=2", q));
+    ASSERT_INT_EQ(-1, eg_auth_scope_quotas_parse("admin=1,", q));
+    ASSERT_INT_EQ(0, eg_auth_scope_quotas_parse(" ", q)); /* blank: none set */
+}
+
 TEST(durations)
 {
     int64_t s = -1;
@@ -186,6 +211,7 @@ int main(void)
         TEST_CASE(hash_is_sha256),
         TEST_CASE(constant_time_equality),
         TEST_CASE(scopes_parse_and_format),
+        TEST_CASE(scope_quotas),
         TEST_CASE(durations),
         TEST_CASE(cache_ttl_expiry_collisions_and_drop),
         TEST_CASE(json_with_key_splices_the_key_first),
