@@ -83,6 +83,10 @@ static void on_redis_poll(uv_poll_t *h, int status, int events)
     /* Reading may have freed the context (cleanup sets is_closing). */
     if ((events & UV_WRITABLE) && !a->is_closing)
         redisAsyncHandleWrite(a->ac);
+    /* After POLLERR hiredis may have read only the data queued before the error: watch again,
+     * or the error (and every later reply) would never be seen. */
+    if (status < 0 && !a->is_closing && a->events != 0)
+        uv_poll_start(&a->poll, a->events, on_redis_poll);
 }
 
 static void adapter_update(struct uv_adapter *a, int events)

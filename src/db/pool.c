@@ -10,7 +10,8 @@
  *
  * One uv_poll_t per libpq socket, re-created when PQsocket changes during connect (libpq may
  * close and reopen the socket, even under the same number: INTEGRATION.md §1.2). A poll error is
- * handled as readable+writable so libpq itself finds and reports the socket error (§1.0).
+ * handled as readable+writable so libpq itself finds and reports the socket error (§1.0); libuv
+ * stops the handle on POLLERR, so the watch is always re-armed after one.
  *
  * A batch goes out in pipeline mode: for each statement an optional PQsendPrepare (first use on
  * this connection) and a PQsendQueryPrepared, then one PQpipelineSync. The segment is one
@@ -876,8 +877,15 @@ static void on_pg_poll(uv_poll_t *h, int status, int events)
     struct eg_db_pool *p = c->pool;
     enum conn_state before = c->state;
 
-    if (status < 0)
-        events = UV_READABLE | UV_WRITABLE; /* let libpq discover the socket error itself */
+    if (status < 0) {
+        /* POLLERR (e.g. an RST after the server's last words): libuv has stopped the handle.
+         * Let libpq discover the error itself, and forget the armed mask so that whatever is
+         * armed next really restarts the watch: libpq may first return the data still queued
+         * before the error, and a stopped watch would then never see the error (the query
+         * would hang until its deadline). */
+        events = UV_READABLE | UV_WRITABLE;
+        c->events = 0;
+    }
     if (c->state == DBC_CONNECTING) {
         conn_continue_connect(c);
         return;
@@ -911,6 +919,10 @@ static void on_pg_poll(uv_poll_t *h, int status, int events)
     } else if (c->state == DBC_IDLE) {
         if (PQstatus(c->pg) == CONNECTION_BAD) {
             conn_fail(c, EG_EUNAVAIL, "database connection closed");
+            return;
+        }
+        if (c->events == 0 && conn_arm(c, UV_READABLE, false) < 0) {
+            conn_fail(c, EG_EUNAVAIL, "poll failed");
             return;
         }
     }

@@ -549,3 +549,59 @@ def test_regression_sse_subscribe_while_postgres_down_is_503(engram, private_pg)
         assert s.next_event().event == "connected"
     finally:
         s.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# Regression: the server's last words followed by a reset (RST) stalled a query until its deadline
+# ------------------------------------------------------------------------------------------------
+def test_server_message_then_reset_fails_the_query_at_once(engram, private_pg):
+    """A backend that writes its last message and then exits with our query unread in its socket
+    closes with an RST. libuv reports that as POLLERR and stops the poll handle; libpq first
+    returns the queued message, and the pool used to leave the stopped watch as it was, so the
+    error was never seen and the request waited for the 7 s deadline (a CI flake in
+    test_postgres_stop_with_requests_in_flight[immediate]). Made deterministic: the backend is
+    stopped while our query reaches it, engramd is stopped while the backend dies (SIGQUIT: a
+    WARNING, then exit without reading), and both are let go."""
+    import os
+    import signal
+    srv = engram(cluster=private_pg, env={"ENGRAM_DB_POOL_SIZE": "1"})
+    api = Api(srv, "rst")
+    assert api.call("GET", MEMORIES + "?subject_id=rst_marker").status == 200
+    rows = private_pg.query(srv.db, "SELECT pid FROM pg_stat_activity WHERE application_name = "
+                            "'engramd' AND query LIKE '%memories%' AND query NOT LIKE '%outbox%' "
+                            "AND query NOT LIKE 'LISTEN%' AND state = 'idle'")
+    assert len(rows) == 1, rows
+    backend = rows[0][0]
+    os.kill(backend, signal.SIGSTOP)
+    out = {}
+
+    def go():
+        t0 = time.monotonic()
+        try:
+            r = api.call("GET", MEMORIES + "?subject_id=rst_marker", timeout=15, check=False).resp
+            out["status"] = r.status
+        except (OSError, ConnClosed) as e:
+            out["status"] = e
+        out["seconds"] = time.monotonic() - t0
+
+    th = threading.Thread(target=go)
+    try:
+        th.start()
+        time.sleep(0.5)  # the query is now in the stopped backend's socket, unread
+        os.kill(srv.pid, signal.SIGSTOP)
+        os.kill(backend, signal.SIGQUIT)
+        os.kill(backend, signal.SIGCONT)
+        time.sleep(0.5)  # the WARNING and the RST are now queued at engramd's end
+    finally:
+        try:
+            os.kill(backend, signal.SIGCONT)
+        except ProcessLookupError:
+            pass  # it has exited, as intended
+        os.kill(srv.pid, signal.SIGCONT)
+    th.join(20)
+    assert out.get("status") == 503, out
+    # 0.5 s of it was spent stopped; the deadline would have been 7 s (5 s + 2 s margin)
+    assert out["seconds"] < 3.0, out
+    wait_status(srv.host, srv.port, "/health/ready", 200, 20.0)
+    assert api.call("GET", MEMORIES + "?subject_id=rst_marker").status == 200
+    srv.assert_alive("after the reset")
