@@ -1,6 +1,6 @@
 -- wrk script for bench/api/run.sh: GET requests cycling through BENCH_PATHS ('|'-separated request
 -- targets), with x-project-id BENCH_PROJECT. done() prints one WRKJSON line (latency in us) with
--- the count of 200s and other statuses.
+-- the count of 200s and other statuses. BENCH_API_KEY adds `Authorization: Bearer <key>`.
 local project = os.getenv("BENCH_PROJECT") or "bench"
 local paths = {}
 for p in string.gmatch(os.getenv("BENCH_PATHS") or "/health/live", "[^|]+") do
@@ -17,7 +17,10 @@ function init(args)
   i = 0
   c200, cother = 0, 0
   for k, p in ipairs(paths) do
-    reqs[k] = wrk.format("GET", p, { ["x-project-id"] = project })
+    local h = { ["x-project-id"] = project }
+    local apikey = os.getenv("BENCH_API_KEY")
+    if apikey and apikey ~= "" then h["Authorization"] = "Bearer " .. apikey end
+    reqs[k] = wrk.format("GET", p, h)
   end
 end
 

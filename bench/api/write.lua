@@ -4,7 +4,9 @@
 -- Texts are "note <tag>-<thread>-<n> about <w1> <w2> <w3>": unique (so the duplicate check never
 -- matches) and free of the patterns the heuristic extractor turns into claims, so each request is
 -- the memory INSERT + the outbox INSERT only. done() prints one WRKJSON line (latency in us) with
--- the count of 201s, 200s (duplicates) and other statuses.
+-- the count of 201s, 200s (duplicates) and other statuses. Layers (bench/api/layers.sh):
+-- BENCH_API_KEY adds `Authorization: Bearer <key>`; BENCH_IDEMPOTENCY=1 gives every request its own
+-- Idempotency-Key.
 local project = os.getenv("BENCH_PROJECT") or "bench"
 local tag = os.getenv("BENCH_TAG") or "w"
 local mode = os.getenv("BENCH_SUBJECT_MODE") or "unique"
@@ -16,6 +18,9 @@ local words = {
 }
 local threads = {}
 local headers = { ["Content-Type"] = "application/json", ["x-project-id"] = project }
+local apikey = os.getenv("BENCH_API_KEY")
+local idem = os.getenv("BENCH_IDEMPOTENCY") == "1"
+if apikey and apikey ~= "" then headers["Authorization"] = "Bearer " .. apikey end
 
 function setup(thread)
   table.insert(threads, thread)
@@ -34,12 +39,13 @@ function request()
   local subject = mode == "hot" and ("hot-" .. tag) or ("s-" .. id)
   local text = "note " .. id .. " about " .. words[math.random(#words)] .. " " ..
     words[math.random(#words)] .. " " .. words[math.random(#words)]
+  if idem then headers["Idempotency-Key"] = "k-" .. id end
   return wrk.format("POST", "/api/v1/memories", headers,
     '{"subject_id":"' .. subject .. '","text":"' .. text .. '"}')
 end
 
 function response(status, hdrs, body)
-  if status == 201 then c201 = c201 + 1
+  if status == 201 and hdrs["Idempotent-Replayed"] == nil then c201 = c201 + 1
   elseif status == 200 then c200 = c200 + 1
   else cother = cother + 1 end
 end

@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# bench/api/layers.sh: issue #5, the cost of the production layers on the write and read scenarios.
+#
+# One self-contained run (about 6 minutes), on 127.0.0.1 in a temp dir: a throwaway PostgreSQL 15
+# and Redis, then engramd restarted for each layer setting:
+#   off          CORE's open API (ENGRAM_AUTH=off, no Idempotency-Key, no rate limit)
+#   auth         API keys on; every request carries `Authorization: Bearer` (a cached key)
+#   idempotency  auth off; every write carries its own Idempotency-Key (lookup + claim + stored
+#                response in the write's transaction)
+#   ratelimit    auth off; a rate limit far above the load (ENGRAM_RATE_LIMIT=100000000 per 60 s),
+#                counted in Redis per client address
+#   all          the three together
+# For each: wrk -c16 writes (POST /api/v1/memories, a new subject per request) and reads
+# (GET /api/v1/memories?limit=50 on a subject with 1,000 memories). The settings alternate within
+# each round so drift (a growing table, a warming cache) falls on all of them alike; the figure per
+# setting is the median of the rounds. Target (issue #5): all layers together cost <= 10 % of the
+# write throughput. Results: bench/results/layers.md (appended) and layers.json (latest).
+#
+# Environment (all optional): BENCH_DURATION=10s BENCH_READ_DURATION=8s BENCH_WARMUP=3s
+# BENCH_RUNS=3 BENCH_CONNECTIONS=16 BENCH_LOAD_CPUS=1 BENCH_SERVER_CPUS=0 BENCH_POOL_SIZE=
+# BENCH_ENGRAM_LOG_LEVEL=warn BENCH_RESULTS_DIR=bench/results BENCH_GATE=1 ENGRAMD=build/engramd
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+PGBIN=/usr/lib/postgresql/15/bin
+
+DURATION=${BENCH_DURATION:-10s}
+READ_DURATION=${BENCH_READ_DURATION:-8s}
+WARMUP=${BENCH_WARMUP:-3s}
+RUNS=${BENCH_RUNS:-3}
+CONNS=${BENCH_CONNECTIONS:-16}
+POOL_SIZE=${BENCH_POOL_SIZE:-}
+RESULTS=${BENCH_RESULTS_DIR:-$ROOT/bench/results}
+LOG_LEVEL=${BENCH_ENGRAM_LOG_LEVEL:-warn}
+PROJECT=bench
+READ_ROWS=1000
+CONFIGS="off auth idempotency ratelimit all"
+if [ "$(nproc)" -ge 2 ]; then
+  LOAD_CPUS=${BENCH_LOAD_CPUS-1}
+  SERVER_CPUS=${BENCH_SERVER_CPUS-0}
+else
+  LOAD_CPUS=${BENCH_LOAD_CPUS-}
+  SERVER_CPUS=${BENCH_SERVER_CPUS-}
+fi
+
+log() { printf 'bench/layers: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+pin() { PIN=(); if [ -n "$1" ]; then PIN=(taskset -c "$1"); fi; }
+secs() { local d=$1; case "$d" in *m) echo $(( ${d%m} * 60 )) ;; *s) echo "${d%s}" ;; *) echo "$d" ;; esac; }
+
+for c in wrk taskset curl jq ss pgrep getconf redis-server redis-cli runuser; do
+  command -v "$c" >/dev/null || die "$c not found (run ops/setup)"
+done
+
+BENCH_NAME=layers
+# shellcheck source=bench/api/lib.sh
+. "$HERE/lib.sh"
+
+# engramd's environment for a setting, into ENGRAM_EXTRA_ENV.
+config_env() {
+  case "$1" in
+    off|idempotency) ENGRAM_EXTRA_ENV=(ENGRAM_AUTH=off) ;;
+    auth) ENGRAM_EXTRA_ENV=(ENGRAM_AUTH=on) ;;
+    ratelimit) ENGRAM_EXTRA_ENV=(ENGRAM_AUTH=off ENGRAM_RATE_LIMIT=100000000) ;;
+    all) ENGRAM_EXTRA_ENV=(ENGRAM_AUTH=on ENGRAM_RATE_LIMIT=100000000) ;;
+  esac
+}
+# The load tool's extra environment for a setting, into WRK_ENV.
+config_wrk_env() {
+  WRK_ENV=()
+  case "$1" in auth|all) WRK_ENV+=("BENCH_API_KEY=$API_KEY") ;; esac
+  case "$1" in idempotency|all) WRK_ENV+=(BENCH_IDEMPOTENCY=1) ;; esac
+}
+
+# One setting: (re)start engramd, check the layer is really on, run writes then reads.
+run_config() {
+  local cfg=$1 round=$2 wdur=$3 rdur=$4 probe
+  [ -n "$ENGRAM_PID" ] && stop_engramd
+  config_env "$cfg"
+  config_wrk_env "$cfg"
+  start_engramd
+  # The layer is on: a keyless request is refused with auth; the rate limit answers its headers.
+  probe=$(curl -sS -m 5 -o /dev/null -w '%{http_code}' -H "x-project-id: $PROJECT" "$BASE$LIST_PATH")
+  case "$cfg" in
+    auth|all) [ "$probe" = 401 ] || die "$cfg: a request without a key got $probe, not 401" ;;
+    *) [ "$probe" = 200 ] || die "$cfg: GET $LIST_PATH got $probe" ;;
+  esac
+  if [ "$cfg" = ratelimit ]; then
+    curl -sS -m 5 -D - -o /dev/null -H "x-project-id: $PROJECT" "$BASE$LIST_PATH" | grep -qi '^ratelimit-policy:' \
+      || die "ratelimit: no RateLimit-Policy header"
+  fi
+  run_wrk "write_$cfg" "$round" "$wdur" write.lua BENCH_PROJECT=$PROJECT "BENCH_TAG=$TAG-$cfg-$round" \
+    BENCH_SUBJECT_MODE=unique "${WRK_ENV[@]}"
+  run_wrk "read_$cfg" "$round" "$rdur" read.lua BENCH_PROJECT=$PROJECT "BENCH_PATHS=$LIST_PATH" "${WRK_ENV[@]}"
+}
+
+START=$SECONDS
+LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
+TAG=l$$
+build_engramd
+log "engramd $ENGRAMD; load on CPU '${LOAD_CPUS:-any}', engramd on CPU '${SERVER_CPUS:-any}'"
+start_pg
+start_redis
+start_engramd
+: >"$TMP/runs.jsonl"
+API_KEY=$(DATABASE_URL="postgresql://engram@127.0.0.1:$PG_PORT/engram" "$ENGRAMD" keys create \
+  --project "$PROJECT" --scopes memories:read,memories:write --name bench | head -n1 | jq -r .key)
+[[ "$API_KEY" == eg_* ]] || die "could not create an API key"
+PGB_WORDS="ARRAY['apple','river','stone','cloud','maple','violet','copper','harbor']"
+q "INSERT INTO memories (id, project_id, subject_id, text, kind, importance, confidence, status,
+     is_deleted, source_type, created_at, updated_at)
+   SELECT 'mem_layers_' || i, '$PROJECT', 'read-1k', 'note ' || i || ' about ' || w[1 + i % 8],
+     'fact', (i * 37) % 101, 0.9, 'active', false, 'explicit',
+     now() - i * interval '1 second', now() - i * interval '1 second'
+   FROM generate_series(1, $READ_ROWS) i, (SELECT $PGB_WORDS AS w) x; ANALYZE memories;" >/dev/null
+LIST_PATH="/api/v1/memories?subject_id=read-1k&limit=50"
+
+log "warm-up: every setting once ($WARMUP each)"
+for cfg in $CONFIGS; do run_config "$cfg" warmup "$WARMUP" 2s; done
+for r in $(seq 1 "$RUNS"); do
+  log "round $r of $RUNS: writes $DURATION, reads $READ_DURATION per setting"
+  for cfg in $CONFIGS; do run_config "$cfg" "$r" "$DURATION" "$READ_DURATION"; done
+done
+IDEM_ROWS=$(q "select count(*) from idempotency_keys")
+DUP_MEMS=$(q "select count(*) - count(distinct text) from memories where project_id = '$PROJECT'")
+
+commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "no-commit")
+if [ "$commit" != no-commit ] && ! git -C "$ROOT" diff-index --quiet HEAD -- 2>/dev/null; then commit="$commit-dirty"; fi
+mkdir -p "$RESULTS"
+[ -f "$RESULTS/layers.md" ] || printf '# The cost of the production layers (bench/api/layers.sh, issue #5)\n' >"$RESULTS/layers.md"
+jq -s --arg date "$(date -u '+%Y-%m-%d %H:%M UTC')" --arg load "$LOADAVG" --arg commit "$commit" \
+  --arg dur "$DURATION" --arg rdur "$READ_DURATION" --argjson runs "$RUNS" --argjson conns "$CONNS" \
+  --arg lcpu "$LOAD_CPUS" --arg scpu "$SERVER_CPUS" --argjson idem "$IDEM_ROWS" --argjson dups "$DUP_MEMS" \
+  --arg configs "$CONFIGS" '
+  def median: sort | if length == 0 then null else .[(length - 1) / 2 | floor] end;
+  . as $runs
+  | ($configs | split(" ")) as $cfgs
+  | [ $cfgs[] as $c | ["write", "read"][] as $k
+      | [ $runs[] | select(.scenario == ($k + "_" + $c)) ] as $rs
+      | {setting: $c, scenario: $k, runs: ($rs | length),
+         rps: ([$rs[].rps] | median), p50_ms: ([$rs[].p50_us] | median / 1000),
+         p99_ms: ([$rs[].p99_us] | median / 1000), errors: ([$rs[].errors] | add),
+         engramd_cpu_us_per_req: ([$rs[].engramd_cpu_us_per_req] | median),
+         all_rps: [$rs[].rps | floor]} ] as $rows
+  | ($rows | map({key: (.scenario + "_" + .setting), value: .rps}) | from_entries) as $base
+  | {date: $date, loadavg_before: $load, engramd_commit: $commit,
+     settings: {duration: $dur, read_duration: $rdur, runs: $runs, connections: $conns,
+                load_cpus: $lcpu, server_cpus: $scpu},
+     idempotency_rows: $idem, duplicate_memories: $dups,
+     rows: [ $rows[] | . + {cost_pct: (100 * (1 - .rps / $base[.scenario + "_off"]))} ]}' \
+  "$TMP/runs.jsonl" >"$RESULTS/layers.json"
+
+all_cost=$(jq -r '.rows[] | select(.setting == "all" and .scenario == "write") | .cost_pct' "$RESULTS/layers.json")
+verdict=$(awk -v c="$all_cost" 'BEGIN { print (c <= 10 ? "PASS" : "FAIL") }')
+{
+  printf '\n## %s (commit %s, load before %s)\n\n' "$(jq -r .date "$RESULTS/layers.json")" "$commit" "$LOADAVG"
+  printf 'wrk -c%s; writes %s and reads %s per setting and round, %s rounds alternating the settings;\n' \
+    "$CONNS" "$DURATION" "$READ_DURATION" "$RUNS"
+  printf 'medians of the rounds. engramd on CPU %s, load on CPU %s, PostgreSQL and Redis unpinned.\n\n' \
+    "${SERVER_CPUS:-any}" "${LOAD_CPUS:-any}"
+  printf '| setting | scenario | req/s (median) | cost vs off | p50 ms | p99 ms | engramd µs CPU/req | errors | rounds (req/s) |\n'
+  printf '|---|---|---|---|---|---|---|---|---|\n'
+  jq -r '.rows[] | "| \(.setting) | \(.scenario) | \(.rps | floor) | \(.cost_pct * 10 | round / 10)% | \(.p50_ms) | \(.p99_ms) | \(.engramd_cpu_us_per_req // 0 | floor) | \(.errors) | \(.all_rps | map(tostring) | join(", ")) |"' \
+    "$RESULTS/layers.json"
+  printf '\nTarget: all layers together cost <= 10%% of write throughput: %.1f%%: %s.\n' "$all_cost" "$verdict"
+  printf 'Idempotency records stored: %s; duplicate memories: %s.\n' "$IDEM_ROWS" "$DUP_MEMS"
+} | tee -a "$RESULTS/layers.md"
+log "results: $RESULTS/layers.md, $RESULTS/layers.json ($(( SECONDS - START )) s)"
+if [ "${BENCH_GATE:-0}" = 1 ] && [ "$verdict" = FAIL ]; then exit 3; fi

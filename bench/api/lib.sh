@@ -1,0 +1,306 @@
+# bench/api/lib.sh: what bench/api/run.sh and bench/api/layers.sh share, sourced by both: the
+# temp dir and cleanup trap, a throwaway PostgreSQL and Redis, engramd, CPU accounting, and the
+# load runners (wrk, pgbench, paced.js). The caller sets HERE, ROOT, PGBIN, CONNS, PROJECT,
+# LOG_LEVEL, POOL_SIZE, LOAD_CPUS, SERVER_CPUS and BENCH_NAME, and defines log/die/pin/secs.
+# Extra engramd environment for the next start_engramd: the ENGRAM_EXTRA_ENV array (VAR=value).
+ENGRAM_EXTRA_ENV=()
+
+# ---------------------------------------------------------------- processes and cleanup
+
+TMP=$(mktemp -d "/tmp/engram-bench-$BENCH_NAME.XXXXXX")
+chmod 711 "$TMP"            # the postgres user must traverse it to reach its own subdir
+PIDS=()
+PG_DATA='' PG_PORT='' REDIS_PORT='' ENGRAM_PID='' LOAD_PID='' CHILD_TICKS=0 PG_PID=''
+CLK_TCK=$(getconf CLK_TCK)
+
+cleanup() {
+  local pid _
+  set +e
+  [ -n "$LOAD_PID" ] && kill -TERM "$LOAD_PID" 2>/dev/null && wait "$LOAD_PID" 2>/dev/null
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  done
+  if [ -n "$PG_DATA" ] && [ -f "$PG_DATA/postmaster.pid" ]; then
+    (cd / && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PG_DATA" -m immediate -w -t 20 stop >/dev/null 2>&1)
+  fi
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+EPHEMERAL_LO=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range)
+free_port() {
+  local p _ lo=10000 hi=$(( EPHEMERAL_LO > 11000 ? EPHEMERAL_LO : 60000 ))
+  for _ in $(seq 1 100); do
+    p=$(( lo + RANDOM % (hi - lo) ))
+    if [ -z "$(ss -Htan "sport = :$p")" ]; then echo "$p"; return 0; fi
+  done
+  die "no free port found"
+}
+
+wait_http() {
+  local url=$1 max=$2 _
+  for _ in $(seq 1 $(( max * 10 ))); do
+    if curl -fsS -m 1 -o /dev/null "$url" 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
+
+# ---------------------------------------------------------------- PostgreSQL, Redis, engramd
+
+# Production-like: PostgreSQL's defaults (fsync, synchronous_commit and full_page_writes on), so
+# every acknowledged create is on disk; pgbench runs against the same server in the same run.
+PG_SETTINGS="defaults: fsync=on, synchronous_commit=on, full_page_writes=on, shared_buffers=128MB"
+start_pg() {
+  local dir=$TMP/pg
+  mkdir "$dir"
+  chown postgres:postgres "$dir"
+  chmod 700 "$dir"
+  PG_DATA=$dir/data
+  PG_PORT=$(free_port)
+  (cd / && runuser -u postgres -- "$PGBIN/initdb" -D "$PG_DATA" --auth=trust -U postgres -E UTF8 \
+      --locale=C.UTF-8 -N) >"$TMP/initdb.log" 2>&1 || { cat "$TMP/initdb.log" >&2; die "initdb failed"; }
+  (cd / && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PG_DATA" -l "$dir/postgres.log" -w -t 30 \
+      -o "-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories=$dir" start) \
+      >/dev/null || { cat "$dir/postgres.log" >&2; die "PostgreSQL did not start"; }
+  PG_PID=$(head -n1 "$PG_DATA/postmaster.pid")
+  PSQL_SU=("$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres)
+  "${PSQL_SU[@]}" -d postgres -c 'create role engram login' -c 'create database engram owner engram'
+  local ext
+  for ext in pg_trgm vector; do
+    if [ -f "/usr/share/postgresql/15/extension/$ext.control" ]; then
+      "${PSQL_SU[@]}" -d engram -c "create extension if not exists $ext"
+    fi
+  done
+  PSQL=("$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U engram -d engram)
+}
+q() { "${PSQL[@]}" -tA -c "$1"; }
+
+start_redis() {
+  mkdir "$TMP/redis"
+  REDIS_PORT=$(free_port)
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP/redis" \
+    --logfile "$TMP/redis/redis.log" &
+  PIDS+=($!)
+  local _
+  for _ in $(seq 1 50); do
+    redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && return 0
+    sleep 0.1
+  done
+  die "Redis did not start"
+}
+
+build_engramd() {
+  if [ -n "${ENGRAMD:-}" ]; then
+    [ -x "$ENGRAMD" ] || die "ENGRAMD=$ENGRAMD is not executable"
+    return
+  fi
+  ENGRAMD=$ROOT/build/engramd
+  if [ ! -f "$ROOT/build/build.ninja" ]; then
+    log "no build/: meson setup build --buildtype=release"
+    (cd "$ROOT" && meson setup build --buildtype=release >/dev/null)
+  fi
+  ninja -C "$ROOT/build" >/dev/null || die "build failed (ninja -C build)"
+  [ -x "$ENGRAMD" ] || die "$ENGRAMD not built"
+}
+
+start_engramd() {
+  ENGRAM_PORT=$(free_port)
+  export DATABASE_URL="postgresql://engram@127.0.0.1:$PG_PORT/engram"
+  export REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+  export ENGRAM_LOG_LEVEL=$LOG_LEVEL
+  # The recorded scenarios measure CORE's open API; the auth layer's cost is measured separately
+  # (bench/api/layers.sh, which sets ENGRAM_AUTH through ENGRAM_EXTRA_ENV).
+  export ENGRAM_AUTH=${BENCH_ENGRAM_AUTH:-off}
+  [ -n "$POOL_SIZE" ] && export ENGRAM_DB_POOL_SIZE=$POOL_SIZE
+  "$ENGRAMD" migrate >"$TMP/migrate.log" 2>&1 || { cat "$TMP/migrate.log" >&2; die "engramd migrate failed"; }
+  pin "$SERVER_CPUS"
+  env "${ENGRAM_EXTRA_ENV[@]}" PORT="$ENGRAM_PORT" ENGRAM_BIND=127.0.0.1 "${PIN[@]}" "$ENGRAMD" serve \
+    >"$TMP/engramd.log" 2>&1 &
+  ENGRAM_PID=$!
+  PIDS+=("$ENGRAM_PID")
+  if ! wait_http "http://127.0.0.1:$ENGRAM_PORT/health/ready" 15; then
+    tail -n 30 "$TMP/engramd.log" >&2
+    die "engramd did not answer /health/ready within 15 s"
+  fi
+  BASE=http://127.0.0.1:$ENGRAM_PORT
+}
+
+# Stops the engramd of start_engramd (SIGTERM, drain) so the next one can start.
+stop_engramd() {
+  local _ p
+  kill -TERM "$ENGRAM_PID" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$ENGRAM_PID" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$ENGRAM_PID" 2>/dev/null || true
+  wait "$ENGRAM_PID" 2>/dev/null || true
+  local keep=()
+  for p in "${PIDS[@]}"; do [ "$p" != "$ENGRAM_PID" ] && keep+=("$p"); done
+  PIDS=("${keep[@]}")
+  ENGRAM_PID=''
+}
+
+check_engramd() {
+  if ! kill -0 "$ENGRAM_PID" 2>/dev/null; then
+    local rc=0
+    wait "$ENGRAM_PID" || rc=$?
+    cp "$TMP/engramd.log" "/tmp/engram-bench-$BENCH_NAME-engramd.log"
+    tail -n 30 "$TMP/engramd.log" >&2
+    die "engramd exited during the run, status $rc (log kept in /tmp/engram-bench-$BENCH_NAME-engramd.log)"
+  fi
+}
+
+# ---------------------------------------------------------------- CPU accounting
+
+# CPU ticks (user+system) of a process and its live direct children.
+proc_ticks() {
+  local sum=0 p v
+  for p in "$1" $(pgrep -P "$1"); do
+    v=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}')
+    sum=$(( sum + ${v:-0} ))
+  done
+  echo "$sum"
+}
+# PostgreSQL: the postmaster, its live children (backends, workers) and the children it has
+# reaped (cutime/cstime: backends of pgbench connections that ended during the run).
+pg_ticks() {
+  local own live
+  own=$(sed 's/.*) //' "/proc/$PG_PID/stat" | awk '{print $12 + $13 + $14 + $15}')
+  live=0
+  for p in $(pgrep -P "$PG_PID"); do
+    v=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}')
+    live=$(( live + ${v:-0} ))
+  done
+  echo $(( own + live ))
+}
+machine_busy_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
+children_ticks() {
+  times >"$TMP/times"
+  CHILD_TICKS=$(tail -n1 "$TMP/times" | awk -v clk="$CLK_TCK" '{
+    n = 0
+    for (i = 1; i <= 2; i++) { split($i, a, "m"); sub("s", "", a[2]); n += a[1] * 60 + a[2] }
+    printf "%d\n", n * clk + 0.5 }')
+}
+cpu_begin() {
+  C_SRV0=$(proc_ticks "$ENGRAM_PID"); C_PG0=$(pg_ticks); C_ALL0=$(machine_busy_ticks)
+  children_ticks; C_LOAD0=$CHILD_TICKS
+  C_T0=$(date +%s.%N)
+}
+# Takes the CPU counters at the end of a run. Must run in this shell (not in $(...)): `times`
+# only sees this shell's children (the load tool, once reaped).
+cpu_end() {
+  C_SRV=$(( $(proc_ticks "$ENGRAM_PID") - C_SRV0 )); C_PG=$(( $(pg_ticks) - C_PG0 ))
+  C_ALL=$(( $(machine_busy_ticks) - C_ALL0 )); children_ticks; C_LOAD=$(( CHILD_TICKS - C_LOAD0 ))
+  C_WALL=$(awk -v a="$C_T0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
+}
+# Adds the CPU figures of the last cpu_end (% of one CPU over the wall time) to the JSON in $1.
+cpu_json() {
+  jq -c --argjson clk "$CLK_TCK" --argjson srv "$C_SRV" --argjson pg "$C_PG" --argjson load "$C_LOAD" \
+    --argjson all "$C_ALL" --argjson wall "$C_WALL" \
+    '. + {wall_s: $wall,
+          engramd_cpu_pct: (100 * $srv / $clk / $wall),
+          pg_cpu_pct: (100 * $pg / $clk / $wall),
+          load_cpu_pct: (100 * $load / $clk / $wall),
+          other_cpu_pct: ([0, 100 * ($all - $srv - $pg - $load) / $clk / $wall] | max),
+          engramd_cpu_us_per_req: (if .requests > 0 then $srv / $clk * 1e6 / .requests else null end),
+          pg_cpu_us_per_req: (if .requests > 0 then $pg / $clk * 1e6 / .requests else null end)}' <<<"$1"
+}
+
+record() {   # json: append to runs.jsonl and print one line
+  printf '%s\n' "$1" >>"$TMP/runs.jsonl"
+  jq -r '"  \(.scenario) run \(.round): \(.rps|floor) req/s  p50 \(.p50_us/1000)ms p99 \(.p99_us/1000)ms  errors \(.errors)  engramd CPU \(.engramd_cpu_pct|floor)% pg CPU \(.pg_cpu_pct|floor)% load CPU \(.load_cpu_pct|floor)% other \(.other_cpu_pct|floor)%"' \
+    <<<"$1" >&2
+}
+
+# ---------------------------------------------------------------- load runners
+
+# run_wrk scenario round duration lua [env...]: wrk -t1 -cCONNS against engramd.
+run_wrk() {
+  local sc=$1 round=$2 dur=$3 lua=$4 out line; shift 4
+  out=$TMP/wrk-$sc-$round.txt
+  cpu_begin
+  pin "$LOAD_CPUS"
+  env "$@" "${PIN[@]}" timeout $(( $(secs "$dur") + 20 )) \
+    wrk -t1 -c"$CONNS" -d"$dur" --timeout 5s --latency -s "$HERE/$lua" "$BASE" >"$out" 2>&1 &
+  LOAD_PID=$!
+  wait "$LOAD_PID" || { cat "$out" >&2; die "wrk failed ($sc)"; }
+  LOAD_PID=''
+  cpu_end
+  line=$(sed -n 's/^WRKJSON //p' "$out")
+  [ -n "$line" ] || { cat "$out" >&2; die "no WRKJSON line from wrk"; }
+  line=$(jq -c --arg sc "$sc" --arg r "$round" \
+    '. + {scenario: $sc, round: $r, errors: (.err_connect + .err_read + .err_write + .err_status + .err_timeout + (.status_other // 0))}' <<<"$line")
+  line=$(cpu_json "$line")
+  check_engramd
+  [ "$round" = warmup ] && return 0
+  if [[ "$sc" == write_* ]]; then
+    line=$(jq -c --argjson b "$(q "select count(*) from event_outbox")" '. + {outbox_backlog_after: $b}' <<<"$line")
+  fi
+  record "$line"
+}
+
+# run_pgbench scenario round duration subject-sql mode: pgbench -M mode -cCONNS -j1.
+run_pgbench() {
+  local sc=$1 round=$2 dur=$3 subj=$4 mode=$5 out line script lat
+  out=$TMP/pgbench-$sc-$round.txt
+  script=$TMP/pgbench-$sc.sql
+  sed -e "s#@PROJECT@#$PGB_PROJECT#g" -e "s#@SUBJECT@#$subj#g" -e "s#@WORDS@#$PGB_WORDS#g" \
+    "$HERE/pgbench-write.sql.in" >"$script"
+  rm -f "$TMP"/pgblog.*
+  cpu_begin
+  pin "$LOAD_CPUS"
+  "${PIN[@]}" timeout $(( $(secs "$dur") + 30 )) \
+    pgbench -h 127.0.0.1 -p "$PG_PORT" -U engram -n -M "$mode" -c "$CONNS" -j 1 \
+      -T "$(secs "$dur")" -f "$script" -l --log-prefix="$TMP/pgblog" engram >"$out" 2>&1 &
+  LOAD_PID=$!
+  wait "$LOAD_PID" || { cat "$out" >&2; die "pgbench failed ($sc)"; }
+  LOAD_PID=''
+  cpu_end
+  # Per-transaction log: client tx latency_us script epoch_s epoch_us (latency is field 3).
+  lat=$(cat "$TMP"/pgblog.* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {
+    if (NR == 0) { print "null null null null"; exit }
+    p50 = a[int(NR*0.50) > 0 ? int(NR*0.50) : 1]; p90 = a[int(NR*0.90) > 0 ? int(NR*0.90) : 1];
+    p99 = a[int(NR*0.99) > 0 ? int(NR*0.99) : 1]; print p50, p90, p99, a[NR] }')
+  line=$(awk -v lat="$lat" '
+    /number of transactions actually processed/ { split($0, a, ": "); split(a[2], b, "/"); n = b[1] }
+    /number of failed transactions/ { split($0, a, ": "); split(a[2], b, " "); f = b[1] }
+    /^tps = / { tps = $3 }
+    /duration: / { d = $2 }
+    END { split(lat, l, " ");
+      printf "{\"requests\":%d,\"duration_s\":%s,\"rps\":%s,\"p50_us\":%s,\"p90_us\":%s,\"p99_us\":%s,\"max_us\":%s,\"errors\":%d}\n",
+        n, d, tps, l[1], l[2], l[3], l[4], f + 0 }' "$out")
+  line=$(jq -c --arg sc "$sc" --arg r "$round" --arg m "$mode" '. + {scenario: $sc, round: $r, pgbench_mode: $m}' <<<"$line")
+  line=$(cpu_json "$line")
+  check_engramd
+  [ "$round" = warmup ] && return 0
+  record "$line"
+}
+
+# run_paced scenario round rate duration-s [extra args]: open-loop writes with bench/api/paced.js.
+run_paced() {
+  local sc=$1 round=$2 rate=$3 dur=$4 out line; shift 4
+  out=$TMP/paced-$sc-$round.txt
+  cpu_begin
+  pin "$LOAD_CPUS"
+  "${PIN[@]}" timeout $(( dur + 40 )) node "$HERE/paced.js" --url "$BASE" --project "$PROJECT" \
+    --rate "$rate" --duration "$dur" --conns "$CONNS" --tag "$sc-$round-$RANDOM" "$@" >"$out" 2>&1 &
+  LOAD_PID=$!
+  wait "$LOAD_PID" || { cat "$out" >&2; die "paced.js failed ($sc)"; }
+  LOAD_PID=''
+  cpu_end
+  line=$(sed -n 's/^PACEDJSON //p' "$out")
+  [ -n "$line" ] || { cat "$out" >&2; die "no PACEDJSON line from paced.js"; }
+  line=$(jq -c --arg sc "$sc" --arg r "$round" \
+    '. + {scenario: $sc, round: $r, errors: (.status_other + .err_net + (.requests - .completed))}' <<<"$line")
+  line=$(cpu_json "$line")
+  check_engramd
+  [ "$round" = warmup ] && return 0
+  record "$line"
+}
+
