@@ -9,6 +9,7 @@
 #      pipeline, 16 clients, for both subject patterns; the four alternate, RUNS rounds;
 #   3. open loop at half the measured peak (bench/api/paced.js): p50/p99 at a fixed arrival rate;
 #   4. reads: a subject with 10k memories, GET /memories?limit=50 and GET /memories/search?q=word;
+#      engramd's own histograms over the same window give the server-side view (histdelta.py);
 #   5. the sequencer: drain time for N outbox rows inserted with SQL; commit-to-sequenced and
 #      POST-response-to-SSE-frame latency under a moderate open-loop write load.
 # Results: appended to bench/results/api.md, latest run in bench/results/api.json.
@@ -115,9 +116,14 @@ DUPS=$(jq -s '[.[] | .status_200 // 0] | add' "$TMP/runs.jsonl")
 PEAK=$(jq -s '[.[] | select(.scenario == "write_unique") | .rps] | sort | .[length/2|floor]' "$TMP/runs.jsonl")
 OPEN_RATE=$(awk -v p="$PEAK" -v f="$OPEN_FRACTION" 'BEGIN { r = int(p * f); print (r < 1 ? 1 : r) }')
 log "open loop: $OPEN_RATE writes/s ($OPEN_FRACTION x peak $PEAK), $RUNS x $OPEN_DURATION"
+curl -fsS -m 5 "$BASE/metrics" >"$TMP/metrics-open-0.txt"
 for r in $(seq 1 "$RUNS"); do
   run_paced write_open "$r" "$OPEN_RATE" "$(secs "$OPEN_DURATION")"
 done
+curl -fsS -m 5 "$BASE/metrics" >"$TMP/metrics-open-1.txt"
+# The same window as engramd saw it: its request histogram, and its database batches (the
+# round trip to PostgreSQL including the commit), without the load tool's own scheduling lag.
+OPEN_SERVER=$("$PY" "$HERE/histdelta.py" "$TMP/metrics-open-0.txt" "$TMP/metrics-open-1.txt")
 
 # Reads: one subject with READ_ROWS memories, one second apart, varied importance.
 log "reads: $READ_ROWS memories in subject read-10k, $RUNS rounds of list and search, $READ_DURATION each"
@@ -277,6 +283,7 @@ jq -n \
   --argjson read_rows "$READ_ROWS" --argjson list_n "$LIST_N" --argjson search_n "$SEARCH_N" \
   --argjson list_bytes "$LIST_BYTES" --argjson search_bytes "$SEARCH_BYTES" --arg words "$SEARCH_WORDS" \
   --argjson seq "$SEQ_JSON" --argjson lat "$LAT_JSON" --rawfile plans "$TMP/plans.txt" \
+  --argjson open_server "$OPEN_SERVER" \
   '{date: $date, nproc: $nproc, kernel: $kernel, cpu_model: $cpu, loadavg_before: $load,
     versions: {wrk: $wrk, pgbench: $pgbench, node: $node, postgresql: $pg, redis: $redis},
     engramd_commit: $commit, engramd_version: $ev, engramd_buildtype: $bt,
@@ -287,7 +294,7 @@ jq -n \
     write_peak_rps: $peak, open_rate: $orate, claims_created: $claims, duplicate_responses: $dups,
     read: {rows: $read_rows, list_rows: $list_n, search_rows_river: $search_n, list_bytes: $list_bytes,
            search_bytes: $search_bytes, search_words: ($words | split(" "))},
-    sequencer: $seq, latency: $lat, plans: $plans}' >"$TMP/meta.json"
+    open_server: $open_server, sequencer: $seq, latency: $lat, plans: $plans}' >"$TMP/meta.json"
 
 summary=$("$PY" "$HERE/summarize.py" "$TMP/meta.json" "$TMP/runs.jsonl" "$RESULTS")
 printf '%s\n' "$summary"

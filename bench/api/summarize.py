@@ -171,6 +171,15 @@ def main():
         md = medians["write_open"]
         lines += ["", f"Open loop, measured from the actual send instead of the schedule (service time): "
                       f"p50 {ms(md['svc_p50_us'])} ms, p99 {ms(md['svc_p99_us'])} ms."]
+        osrv = m.get("open_server") or {}
+        pm, db = osrv.get("post_memories") or {}, osrv.get("db_batches") or {}
+        if pm.get("count"):
+            lines += ["", "The same open-loop window as engramd measured it (its histograms, so without the "
+                          "load tool's own lag): "
+                          f"{100 * pm['within_ms']['10']:.2f} % of {pm['count']} POSTs answered within 10 ms "
+                          f"(p99 in the bucket up to {pm['p99_le_ms']} ms); its database batches (the round trip "
+                          f"to PostgreSQL, commit included) {100 * db['within_ms']['10']:.2f} % within 10 ms "
+                          f"(p99 up to {db['p99_le_ms']} ms)."]
     if noisy:
         lines += ["", f"**Warning: noisy run.** Other processes used more than {NOISE_PCT} % of a CPU during: "
                       f"{', '.join(noisy)}. Compare CPU µs/req rather than req/s for those."]
