@@ -19,6 +19,7 @@
 # Environment (all optional): BENCH_DURATION=10s BENCH_READ_DURATION=8s BENCH_WARMUP=3s
 # BENCH_RUNS=3 BENCH_CONNECTIONS=16 BENCH_LOAD_CPUS=1 BENCH_SERVER_CPUS=0 BENCH_POOL_SIZE=
 # BENCH_ENGRAM_LOG_LEVEL=warn BENCH_RESULTS_DIR=bench/results BENCH_GATE=1 ENGRAMD=build/engramd
+# BENCH_CONFIGS="off auth idempotency ratelimit all" (a subset must include off, the baseline)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -35,7 +36,7 @@ RESULTS=${BENCH_RESULTS_DIR:-$ROOT/bench/results}
 LOG_LEVEL=${BENCH_ENGRAM_LOG_LEVEL:-warn}
 PROJECT=bench
 READ_ROWS=1000
-CONFIGS="off auth idempotency ratelimit all"
+CONFIGS=${BENCH_CONFIGS:-off auth idempotency ratelimit all}
 if [ "$(nproc)" -ge 2 ]; then
   LOAD_CPUS=${BENCH_LOAD_CPUS-1}
   SERVER_CPUS=${BENCH_SERVER_CPUS-0}
