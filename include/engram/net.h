@@ -30,6 +30,10 @@ struct eg_net_conn_ops {
     void (*on_timeout)(struct eg_net_conn *c);
     /** The write started with eg_net_conn_write finished (status 0) or failed. */
     void (*on_written)(struct eg_net_conn *c, int status);
+    /** Optional, TLS only: ciphertext that eg_net_conn_try_write left queued has all been
+     * written and no eg_net_conn_write is in flight, so eg_net_conn_write_pending is 0 again. A
+     * plain connection never queues behind try_write, so it never fires there. */
+    void (*on_drained)(struct eg_net_conn *c);
     /** Both handles are closed; the owner may free the memory that embeds c. Fires exactly once. */
     void (*on_closed)(struct eg_net_conn *c);
 };

@@ -79,6 +79,16 @@ struct eg_http_conn {
 static void conn_process(struct eg_http_conn *c, const char *data, size_t n);
 static void conn_run(struct eg_http_conn *c);
 static void conn_update_timer(struct eg_http_conn *c, bool rearm_body);
+/* TLS: what a direct stream write left queued is out; a stream waiting for room pages on. */
+static void on_drained(struct eg_net_conn *nc)
+{
+    struct eg_http_conn *c = nc->data;
+    struct eg_http_req *r = c->head;
+
+    if (r != NULL && r->is_streaming && r->on_drain != NULL && !r->stream_ended)
+        r->on_drain(r, r->drain_data);
+}
+
 static void set_timer(struct eg_http_conn *c, enum timer_mode mode, uint64_t ms, bool rearm);
 static const char *cached_date(struct eg_http_server *s)
 {
@@ -602,6 +612,7 @@ static const struct eg_net_conn_ops conn_ops = {
     .on_eof = on_eof,
     .on_timeout = on_timeout,
     .on_written = on_written,
+    .on_drained = on_drained,
     .on_closed = on_closed,
 };
 

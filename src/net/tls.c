@@ -373,6 +373,11 @@ static void on_flight_written(uv_write_t *w, int status)
         /* The owner believes these bytes written (try_write): report the broken socket. */
         t->is_failed = true;
         c->ops->on_eof(c, status);
+    } else if (!c->is_closing && !c->is_writing && !t->is_flushing && t->out.len == 0
+               && c->ops->on_drained != NULL) {
+        /* try_write's tail is out: an owner waiting for room hears it here, since no
+         * on_written of its own will come. */
+        c->ops->on_drained(c);
     }
     if (!c->is_closing)
         maybe_shutdown(t);

@@ -381,6 +381,48 @@ def test_slow_sse_reader_over_https_falls_behind_then_catches_up(https):
     assert_serving(https)
 
 
+def test_behind_tls_reader_pages_on_at_drain_not_at_the_catchup_tick(engram, certs):
+    """A TLS subscriber that fell behind pages on from the log as soon as its socket drains. With
+    TLS a direct stream write can leave ciphertext queued with no write of the server's own in
+    flight, so no completion would announce the room: the TLS layer reports the drain itself
+    (on_drained). The catch-up tick, which would also notice, is set to a minute here, so only
+    the drain can explain a catch-up within seconds."""
+    port = free_port()
+    srv = engram(env=tls_env(certs, port, ENGRAM_SSE_CATCHUP_MS="60000",
+                             ENGRAM_SSE_MAX_PENDING_BYTES="8192"))
+    h = Https(srv, port, certs)
+    project = apiclient.new_id("tlsdrain")
+    s = _tls_sse(h, project, rcvbuf=4096)
+    text = "z" * 9000
+    ids = []
+    try:
+        assert s.status == 200
+        assert s.next_event().event == "connected"
+        with srv.conn(timeout=10) as w:
+            for i in range(3000):
+                body = json.dumps({"subject_id": "u-drain", "text": "%d %s" % (i, text)})
+                w.send(request_bytes("POST", "/api/v1/memories",
+                                     {"x-project-id": project,
+                                      "Content-Type": "application/json"}, body))
+                r = w.read_response()
+                assert r.status == 201
+                ids.append(r.json()["id"])
+                if i % 50 == 49 and _metric(srv, "sse_subscribers_behind_total") >= 1:
+                    break
+        assert _metric(srv, "sse_subscribers_behind_total") >= 1, "it never fell behind"
+        t0 = time.monotonic()
+        got = []
+        while len(got) < len(ids):
+            ev = s.wait_event("memory.created", timeout=30)
+            got.append(ev.data["id"])
+        took = time.monotonic() - t0
+        assert got == ids
+        assert took < 20, "caught up in %.1f s: it waited for the catch-up tick" % took
+        assert _metric(srv, "sse_subscribers_dropped_total") == 0
+    finally:
+        s.close()
+
+
 # ------------------------------------------------------------------------------------------------
 # handshake failures
 # ------------------------------------------------------------------------------------------------
