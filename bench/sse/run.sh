@@ -6,7 +6,9 @@
 #   engram     one engramd (pinned to CPU 0) with SUBS subscribers (as many as the fd limit allows);
 #   baseline   bench/sse/baseline (CPU 0), --mode single and --mode coalesce;
 #   nchan      nginx + nchan, 2 workers, channels in the same Redis;
-#   cluster    3 engramd behind HAProxy (ops/haproxy/haproxy.cfg), CLUSTER_SUBS subscribers.
+#   cluster    3 engramd behind HAProxy (ops/haproxy/haproxy.cfg), CLUSTER_SUBS subscribers;
+#   cluster_direct  the same 3 engramd, subscribers and writer spread over them without HAProxy
+#              (not in the default list: it splits the cluster figure into proxy and engramd).
 # Each target: connect SUBS idle subscribers at CONNECT_RATE/s (server RSS before and after gives
 # RSS per idle connection), RUNS phases of 1 event/s for IDLE_SECS (p50/p99), then a ramp of event
 # rates RAMP_SECS each that stops at the first rate where not every event is delivered within
@@ -263,8 +265,8 @@ target_nchan() {
   stop_pid "$master"
 }
 
-target_cluster() {
-  local i pids='' lb_port stats_port env=() rund=$TMP/haproxy hp
+target_cluster() { # lb (through HAProxy) | direct (subscribers and writer spread over the instances)
+  local mode=$1 i pids='' lb_port stats_port env=() rund=$TMP/haproxy hp targets=''
   local catchup=()
   [ -n "$CATCHUP_MS" ] && catchup=(ENGRAM_SSE_CATCHUP_MS="$CATCHUP_MS")
   mkdir -p "$rund"
@@ -272,8 +274,15 @@ target_cluster() {
     start_engramd "engramd-c$i" "$CLUSTER_CPUS" ENGRAM_DB_POOL_SIZE=4 "${catchup[@]}"
     pids="$pids,$EG_PID"
     env+=("ENGRAM_LB_SERVER_$i=127.0.0.1:$EG_PORT")
+    targets="$targets,127.0.0.1:$EG_PORT"
   done
   pids=${pids#,}
+  if [ "$mode" = direct ]; then
+    # The same 3 instances without the proxy: HAProxy's share of the cluster figure.
+    run_tool cluster_direct engram "${targets#,}" "$CLUSTER_SUBS" "$pids" --project "ssb-direct-$$"
+    for p in ${pids//,/ }; do stop_pid "$p"; done
+    return
+  fi
   lb_port=$(free_port)
   stats_port=$(free_port)
   env+=("ENGRAM_LB_BIND=127.0.0.1:$lb_port" "ENGRAM_LB_STATS_BIND=127.0.0.1:$stats_port"
@@ -312,7 +321,8 @@ for t in $TARGETS; do
     baseline_single) target_baseline single ;;
     baseline_coalesce) target_baseline coalesce ;;
     nchan) target_nchan ;;
-    cluster) target_cluster ;;
+    cluster) target_cluster lb ;;
+    cluster_direct) target_cluster direct ;;
     *) die "unknown target $t" ;;
   esac
 done

@@ -66,10 +66,14 @@ struct phase_spec {
     bool is_ramp;      /* part of the ramp: the ramp stops at its first failed phase */
 };
 
+#define MAX_TARGETS 8
+
 struct opts {
     const char *kind;
-    struct sockaddr_in sub_addr;
-    struct sockaddr_in pub_addr;
+    struct sockaddr_in sub_addr[MAX_TARGETS]; /* --target a,b,c: subscriber i uses i % ntargets */
+    uint32_t ntargets;
+    struct sockaddr_in pub_addr[MAX_TARGETS]; /* writer connection i uses i % npub */
+    uint32_t npub;
     char sub_host[64];
     char pub_host[64];
     const char *sub_path;
@@ -430,8 +434,9 @@ static void sub_start(struct sub *s)
         (void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
     rc = uv_tcp_bind(&s->tcp, (const struct sockaddr *)&src, 0);
     if (rc == 0)
-        rc =
-            uv_tcp_connect(&s->creq, &s->tcp, (const struct sockaddr *)&O.sub_addr, sub_on_connect);
+        rc = uv_tcp_connect(&s->creq, &s->tcp,
+                            (const struct sockaddr *)&O.sub_addr[s->index % O.ntargets],
+                            sub_on_connect);
     if (rc < 0)
         sub_close(s);
 }
@@ -940,7 +945,9 @@ static void wc_connect(struct wconn *w)
     w->creq.data = w;
     w->is_open = true;
     w->state = WC_CONNECTING;
-    rc = uv_tcp_connect(&w->creq, &w->tcp, (const struct sockaddr *)&O.pub_addr, wc_on_connect);
+    rc = uv_tcp_connect(&w->creq, &w->tcp,
+                        (const struct sockaddr *)&O.pub_addr[(uint32_t)(w - C.wc) % O.npub],
+                        wc_on_connect);
     if (rc < 0)
         wc_fail(w);
 }
@@ -1307,6 +1314,30 @@ static int parse_hostport(const char *s, struct sockaddr_in *a, char *host, size
     return uv_ip4_addr(ip, (int)strtol(colon + 1, NULL, 10), a);
 }
 
+/* "a:p,b:p,...": up to MAX_TARGETS addresses; host gets the first (for the Host header). */
+static int parse_targets(const char *s, struct sockaddr_in *a, uint32_t *n, char *host, size_t cap)
+{
+    char one[80];
+    char scratch[80];
+
+    *n = 0;
+    while (*s != '\0') {
+        const char *comma = strchr(s, ',');
+        size_t len = comma != NULL ? (size_t)(comma - s) : strlen(s);
+
+        if (*n >= MAX_TARGETS || len == 0 || len >= sizeof(one))
+            return -1;
+        memcpy(one, s, len);
+        one[len] = '\0';
+        if (parse_hostport(one, &a[*n], *n == 0 ? host : scratch, *n == 0 ? cap : sizeof(scratch))
+            < 0)
+            return -1;
+        (*n)++;
+        s = comma != NULL ? comma + 1 : s + len;
+    }
+    return *n > 0 ? 0 : -1;
+}
+
 /* "1x20,1x20" (rate x seconds). */
 static void parse_phases(const char *s, bool is_ramp)
 {
@@ -1347,17 +1378,19 @@ static void parse_pids(const char *s)
 
 static void usage(void)
 {
-    fputs("usage: ssebench --kind engram|baseline|nchan --target HOST:PORT [options]\n"
-          "  --pub-target HOST:PORT   writer's server (default: --target)\n"
-          "  --sub-path P --pub-path P --project ID (x-project-id; nchan: channel)\n"
-          "  --subs N (1000) --procs K (auto: <= 19000 sockets each) --sources S (8)\n"
-          "  --source-base B (11: sources 127.0.0.B ...) --connect-rate R/s (2000)\n"
-          "  --connect-timeout S (60) --settle S (3) --drain S (5) --gap S (1)\n"
-          "  --phases RATExSECS,... --ramp RATExSECS,... (stops at the first failed step)\n"
-          "  --max-p99-ms MS (0: none; a phase over it counts as failed)\n"
-          "  --writer-conns C (4; nchan 1) --seq id|text --ready connected|head\n"
-          "  --server-pids PID,... (RSS and CPU of the server) --label NAME --tag N\n",
-          stderr);
+    fputs(
+        "usage: ssebench --kind engram|baseline|nchan --target HOST:PORT[,HOST:PORT...] [options]\n"
+        "  (several targets: subscriber i connects to target i % n; so do writer connections)\n"
+        "  --pub-target HOST:PORT[,...]  writer's servers (default: --target)\n"
+        "  --sub-path P --pub-path P --project ID (x-project-id; nchan: channel)\n"
+        "  --subs N (1000) --procs K (auto: <= 19000 sockets each) --sources S (8)\n"
+        "  --source-base B (11: sources 127.0.0.B ...) --connect-rate R/s (2000)\n"
+        "  --connect-timeout S (60) --settle S (3) --drain S (5) --gap S (1)\n"
+        "  --phases RATExSECS,... --ramp RATExSECS,... (stops at the first failed step)\n"
+        "  --max-p99-ms MS (0: none; a phase over it counts as failed)\n"
+        "  --writer-conns C (4; nchan 1) --seq id|text --ready connected|head\n"
+        "  --server-pids PID,... (RSS and CPU of the server) --label NAME --tag N\n",
+        stderr);
     exit(2);
 }
 
@@ -1424,11 +1457,11 @@ static void parse_opts(int argc, char **argv)
     }
     if (O.kind == NULL || target == NULL)
         usage();
-    if (parse_hostport(target, &O.sub_addr, O.sub_host, sizeof(O.sub_host)) < 0
-        || parse_hostport(pub_target ? pub_target : target, &O.pub_addr, O.pub_host,
-                          sizeof(O.pub_host))
+    if (parse_targets(target, O.sub_addr, &O.ntargets, O.sub_host, sizeof(O.sub_host)) < 0
+        || parse_targets(pub_target ? pub_target : target, O.pub_addr, &O.npub, O.pub_host,
+                         sizeof(O.pub_host))
                < 0)
-        die("bad --target/--pub-target (want IPv4:PORT)", 0);
+        die("bad --target/--pub-target (want IPv4:PORT[,IPv4:PORT...])", 0);
     if (strcmp(O.kind, "engram") == 0) {
         if (O.sub_path == NULL)
             O.sub_path = "/api/v1/events/memories";

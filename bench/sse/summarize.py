@@ -9,7 +9,7 @@ import statistics
 import sys
 from pathlib import Path
 
-ORDER = ["engram", "baseline_single", "baseline_coalesce", "nchan", "cluster"]
+ORDER = ["engram", "baseline_single", "baseline_coalesce", "nchan", "cluster", "cluster_direct"]
 
 
 def median(xs):
@@ -108,6 +108,11 @@ def main():
         targets.append(("3 instances: p99 ≤ 1.5 × single instance", "%s ms vs %s ms (ratio %s)" % (
             ms(cl), ms(eg.get("p99_us")), num(cl / eg["p99_us"], "%.2f") if cl and eg.get("p99_us") else "–"),
             verdict(ok)))
+        cd = get("cluster_direct", "p99_us")
+        if cd and eg.get("p99_us"):
+            targets.append(("(information) the same 3 instances without HAProxy: p99 vs single",
+                            "%s ms vs %s ms (ratio %s)" % (ms(cd), ms(eg["p99_us"]),
+                                                          num(cd / eg["p99_us"], "%.2f")), "–"))
 
     s = meta["settings"]
     lines = []
