@@ -156,33 +156,44 @@ const char *eg_auth_scope_name(unsigned scope)
     return NULL;
 }
 
+/* Drops trailing spaces from s[0, *n); false when the list then ends in a comma (names nothing). */
+static bool list_trim(const char *s, size_t *n)
+{
+    while (*n > 0 && s[*n - 1] == ' ')
+        (*n)--;
+    return *n == 0 || s[*n - 1] != ',';
+}
+
+/* The next comma-separated item of s[*i, n), spaces trimmed, as [*start, *end); *i moves past it
+ * and its comma. */
+static void list_next(const char *s, size_t n, size_t *i, size_t *start, size_t *end)
+{
+    while (*i < n && s[*i] == ' ')
+        (*i)++;
+    *start = *i;
+    while (*i < n && s[*i] != ',')
+        (*i)++;
+    *end = *i;
+    while (*end > *start && s[*end - 1] == ' ')
+        (*end)--;
+    if (*i < n)
+        (*i)++; /* the comma */
+}
+
 long eg_auth_scopes_parse(const char *s, size_t n)
 {
     unsigned mask = 0;
     size_t i = 0;
 
-    if (n > 1024)
+    if (n > 1024 || !list_trim(s, &n))
         return -1;
-    while (n > 0 && s[n - 1] == ' ')
-        n--;
-    if (n > 0 && s[n - 1] == ',')
-        return -1; /* a trailing comma names nothing */
     while (i < n) {
         size_t start;
         size_t end;
         size_t k;
         bool found = false;
 
-        while (i < n && s[i] == ' ')
-            i++;
-        start = i;
-        while (i < n && s[i] != ',')
-            i++;
-        end = i;
-        while (end > start && s[end - 1] == ' ')
-            end--;
-        if (i < n)
-            i++; /* the comma */
+        list_next(s, n, &i, &start, &end);
         if (end == start)
             return -1; /* an empty name: ",", "a,,b" or a trailing comma */
         for (k = 0; k < EG_ARRAY_LEN(scope_names); k++) {
@@ -223,10 +234,8 @@ int eg_auth_scope_quotas_parse(const char *s, uint64_t quotas[EG_AUTH_NSCOPES])
 
     for (size_t k = 0; k < EG_AUTH_NSCOPES; k++)
         quotas[k] = UINT64_MAX;
-    while (n > 0 && s[n - 1] == ' ')
-        n--;
-    if (n > 0 && s[n - 1] == ',')
-        return -1; /* a trailing comma names nothing */
+    if (!list_trim(s, &n))
+        return -1;
     while (i < n) {
         size_t start;
         size_t end;
@@ -235,12 +244,7 @@ int eg_auth_scope_quotas_parse(const char *s, uint64_t quotas[EG_AUTH_NSCOPES])
         long bit;
         int k = 0;
 
-        start = i;
-        while (i < n && s[i] != ',')
-            i++;
-        end = i;
-        if (i < n)
-            i++; /* the comma */
+        list_next(s, n, &i, &start, &end);
         eq = start;
         while (eq < end && s[eq] != '=')
             eq++;
@@ -256,8 +260,6 @@ int eg_auth_scope_quotas_parse(const char *s, uint64_t quotas[EG_AUTH_NSCOPES])
         eq++;
         while (eq < end && s[eq] == ' ')
             eq++;
-        while (end > eq && s[end - 1] == ' ')
-            end--;
         if (eq == end || end - eq > 9)
             return -1; /* at most 999,999,999 per window */
         for (size_t j = eq; j < end; j++) {

@@ -21,11 +21,12 @@ from test_cluster import HAPROXY, HAProxy
 from test_idempotency import count, post
 
 
-def _lb(engram, workdir, env):
+def _lb(engram, workdir, env, **where):
+    """Two instances on one database (where: e.g. cluster=private_pg) behind HAProxy."""
     if not os.access(HAPROXY, os.X_OK):
         pytest.skip("haproxy not installed at %s" % HAPROXY)
-    a = engram(env=env)
-    b = engram(env=env, db=a.db, migrate=False)
+    a = engram(env=env, **where)
+    b = engram(env=env, db=a.db, migrate=False, **where)
     rundir = workdir / ("haproxy-idem-%s" % uuid.uuid4().hex[:8])
     rundir.mkdir()
     lb = HAProxy(rundir, [a, b]).start()
@@ -216,14 +217,7 @@ def test_crash_after_commit_through_haproxy(engram, workdir):
 def test_database_down_during_claim_through_haproxy(engram, private_pg, workdir):
     """I9 through the proxy: PostgreSQL down when the keyed request arrives: 503 + Retry-After
     (engram's answer, passed through), no orphan claim, and the retry after recovery runs once."""
-    if not os.access(HAPROXY, os.X_OK):
-        pytest.skip("haproxy not installed at %s" % HAPROXY)
-    a = engram(cluster=private_pg)
-    b = engram(cluster=private_pg, db=a.db, migrate=False)
-    rundir = workdir / ("haproxy-idem-%s" % uuid.uuid4().hex[:8])
-    rundir.mkdir()
-    lb = HAProxy(rundir, [a, b]).start()
-    front = SimpleNamespace(host=lb.target.host, port=lb.port)
+    a, b, lb, front = _lb(engram, workdir, {}, cluster=private_pg)
     try:
         key = "lbpg-" + uuid.uuid4().hex
         body = {"subject_id": "lbpg", "text": "after the outage"}

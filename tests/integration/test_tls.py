@@ -345,6 +345,24 @@ def _tls_sse(https, project, **kw):
         apiclient.RawConn = orig
 
 
+def _write_until_behind(srv, project, subject, text, behind0, most=3000):
+    """Creates memories over plain HTTP until sse_subscribers_behind_total passes behind0 (checked
+    every 50) or `most` are written; returns their ids in order."""
+    ids = []
+    with srv.conn(timeout=10) as w:
+        for i in range(most):
+            body = json.dumps({"subject_id": subject, "text": "%d %s" % (i, text)})
+            w.send(request_bytes("POST", "/api/v1/memories",
+                                 {"x-project-id": project, "Content-Type": "application/json"},
+                                 body))
+            r = w.read_response()
+            assert r.status == 201
+            ids.append(r.json()["id"])
+            if i % 50 == 49 and _metric(srv, "sse_subscribers_behind_total") > behind0:
+                break
+    return ids
+
+
 def test_slow_sse_reader_over_https_falls_behind_then_catches_up(https):
     """Backpressure: a TLS subscriber that does not read stops taking live events (it falls behind)
     once its unsent bytes, plaintext and ciphertext the server holds, pass
@@ -358,17 +376,7 @@ def test_slow_sse_reader_over_https_falls_behind_then_catches_up(https):
     last = None
     try:
         assert s.status == 200
-        with https.srv.conn(timeout=10) as w:
-            for i in range(3000):
-                body = json.dumps({"subject_id": "u-slow", "text": "%d %s" % (i, text)})
-                w.send(request_bytes("POST", "/api/v1/memories",
-                                     {"x-project-id": project,
-                                      "Content-Type": "application/json"}, body))
-                r = w.read_response()
-                assert r.status == 201
-                last = r.json()["id"]
-                if i % 50 == 49 and _metric(https.srv, "sse_subscribers_behind_total") > behind0:
-                    break
+        last = _write_until_behind(https.srv, project, "u-slow", text, behind0)[-1]
         deadline = time.monotonic() + 10
         while _metric(https.srv, "sse_subscribers_behind_total") == behind0:
             assert time.monotonic() < deadline, "the stalled TLS subscriber never fell behind"
@@ -394,21 +402,10 @@ def test_behind_tls_reader_pages_on_at_drain_not_at_the_catchup_tick(engram, cer
     project = apiclient.new_id("tlsdrain")
     s = _tls_sse(h, project, rcvbuf=4096)
     text = "z" * 9000
-    ids = []
     try:
         assert s.status == 200
         assert s.next_event().event == "connected"
-        with srv.conn(timeout=10) as w:
-            for i in range(3000):
-                body = json.dumps({"subject_id": "u-drain", "text": "%d %s" % (i, text)})
-                w.send(request_bytes("POST", "/api/v1/memories",
-                                     {"x-project-id": project,
-                                      "Content-Type": "application/json"}, body))
-                r = w.read_response()
-                assert r.status == 201
-                ids.append(r.json()["id"])
-                if i % 50 == 49 and _metric(srv, "sse_subscribers_behind_total") >= 1:
-                    break
+        ids = _write_until_behind(srv, project, "u-drain", text, 0)
         assert _metric(srv, "sse_subscribers_behind_total") >= 1, "it never fell behind"
         t0 = time.monotonic()
         got = []
