@@ -1,115 +1,22 @@
-# bench/api/lib.sh: what bench/api/run.sh and bench/api/layers.sh share, sourced by both: the
-# temp dir and cleanup trap, a throwaway PostgreSQL and Redis, engramd, CPU accounting, and the
+# bench/api/lib.sh: what bench/api/run.sh and bench/api/layers.sh share, sourced by both:
+# bench/lib.sh (temp dir, cleanup, PostgreSQL, Redis), then engramd, CPU accounting, and the
 # load runners (wrk, pgbench, paced.js). The caller sets HERE, ROOT, PGBIN, CONNS, PROJECT,
 # LOG_LEVEL, POOL_SIZE, LOAD_CPUS, SERVER_CPUS and BENCH_NAME, and defines log/die/pin/secs.
 # Extra engramd environment for the next start_engramd: the ENGRAM_EXTRA_ENV array (VAR=value).
 ENGRAM_EXTRA_ENV=()
 
-# ---------------------------------------------------------------- processes and cleanup
+# ---------------------------------------------------------------- processes, PostgreSQL, Redis
 
-TMP=$(mktemp -d "/tmp/engram-bench-$BENCH_NAME.XXXXXX")
-chmod 711 "$TMP"            # the postgres user must traverse it to reach its own subdir
-PIDS=()
-PG_DATA='' PG_PORT='' REDIS_PORT='' ENGRAM_PID='' LOAD_PID='' CHILD_TICKS=0 PG_PID=''
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+bench_init "$BENCH_NAME"
+ENGRAM_PID='' CHILD_TICKS=0
 CLK_TCK=$(getconf CLK_TCK)
-
-cleanup() {
-  local pid _
-  set +e
-  [ -n "$LOAD_PID" ] && kill -TERM "$LOAD_PID" 2>/dev/null && wait "$LOAD_PID" 2>/dev/null
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-  done
-  if [ -n "$PG_DATA" ] && [ -f "$PG_DATA/postmaster.pid" ]; then
-    (cd / && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PG_DATA" -m immediate -w -t 20 stop >/dev/null 2>&1)
-  fi
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-
-EPHEMERAL_LO=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range)
-free_port() {
-  local p _ lo=10000 hi=$(( EPHEMERAL_LO > 11000 ? EPHEMERAL_LO : 60000 ))
-  for _ in $(seq 1 100); do
-    p=$(( lo + RANDOM % (hi - lo) ))
-    if [ -z "$(ss -Htan "sport = :$p")" ]; then echo "$p"; return 0; fi
-  done
-  die "no free port found"
-}
-
-wait_http() {
-  local url=$1 max=$2 _
-  for _ in $(seq 1 $(( max * 10 ))); do
-    if curl -fsS -m 1 -o /dev/null "$url" 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  return 1
-}
-
-# ---------------------------------------------------------------- PostgreSQL, Redis, engramd
-
 # Production-like: PostgreSQL's defaults (fsync, synchronous_commit and full_page_writes on), so
 # every acknowledged create is on disk; pgbench runs against the same server in the same run.
 PG_SETTINGS="defaults: fsync=on, synchronous_commit=on, full_page_writes=on, shared_buffers=128MB"
-start_pg() {
-  local dir=$TMP/pg
-  mkdir "$dir"
-  chown postgres:postgres "$dir"
-  chmod 700 "$dir"
-  PG_DATA=$dir/data
-  PG_PORT=$(free_port)
-  (cd / && runuser -u postgres -- "$PGBIN/initdb" -D "$PG_DATA" --auth=trust -U postgres -E UTF8 \
-      --locale=C.UTF-8 -N) >"$TMP/initdb.log" 2>&1 || { cat "$TMP/initdb.log" >&2; die "initdb failed"; }
-  (cd / && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PG_DATA" -l "$dir/postgres.log" -w -t 30 \
-      -o "-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories=$dir" start) \
-      >/dev/null || { cat "$dir/postgres.log" >&2; die "PostgreSQL did not start"; }
-  PG_PID=$(head -n1 "$PG_DATA/postmaster.pid")
-  PSQL_SU=("$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres)
-  "${PSQL_SU[@]}" -d postgres -c 'create role engram login' -c 'create database engram owner engram'
-  local ext
-  for ext in pg_trgm vector; do
-    if [ -f "/usr/share/postgresql/15/extension/$ext.control" ]; then
-      "${PSQL_SU[@]}" -d engram -c "create extension if not exists $ext"
-    fi
-  done
-  PSQL=("$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U engram -d engram)
-}
-q() { "${PSQL[@]}" -tA -c "$1"; }
 
-start_redis() {
-  mkdir "$TMP/redis"
-  REDIS_PORT=$(free_port)
-  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP/redis" \
-    --logfile "$TMP/redis/redis.log" &
-  PIDS+=($!)
-  local _
-  for _ in $(seq 1 50); do
-    redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && return 0
-    sleep 0.1
-  done
-  die "Redis did not start"
-}
-
-build_engramd() {
-  if [ -n "${ENGRAMD:-}" ]; then
-    [ -x "$ENGRAMD" ] || die "ENGRAMD=$ENGRAMD is not executable"
-    return
-  fi
-  ENGRAMD=$ROOT/build/engramd
-  if [ ! -f "$ROOT/build/build.ninja" ]; then
-    log "no build/: meson setup build --buildtype=release"
-    (cd "$ROOT" && meson setup build --buildtype=release >/dev/null)
-  fi
-  ninja -C "$ROOT/build" >/dev/null || die "build failed (ninja -C build)"
-  [ -x "$ENGRAMD" ] || die "$ENGRAMD not built"
-}
+# ---------------------------------------------------------------- engramd
 
 start_engramd() {
   ENGRAM_PORT=$(free_port)
@@ -135,11 +42,8 @@ start_engramd() {
 
 # Stops the engramd of start_engramd (SIGTERM, drain) so the next one can start.
 stop_engramd() {
-  local _ p
-  kill -TERM "$ENGRAM_PID" 2>/dev/null || true
-  for _ in $(seq 1 100); do kill -0 "$ENGRAM_PID" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$ENGRAM_PID" 2>/dev/null || true
-  wait "$ENGRAM_PID" 2>/dev/null || true
+  local p
+  stop_pid "$ENGRAM_PID"
   local keep=()
   for p in "${PIDS[@]}"; do [ "$p" != "$ENGRAM_PID" ] && keep+=("$p"); done
   PIDS=("${keep[@]}")

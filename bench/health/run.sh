@@ -55,114 +55,20 @@ for t in $TARGETS; do
 done
 for c in wrk nginx taskset curl jq ss pgrep getconf; do command -v "$c" >/dev/null || die "$c not found (run ops/setup)"; done
 
-# ---------------------------------------------------------------- processes and cleanup
+# ---------------------------------------------------------------- processes, PostgreSQL, Redis
 
-TMP=$(mktemp -d /tmp/engram-bench-health.XXXXXX)
-chmod 711 "$TMP"            # the postgres user must traverse it to reach its own subdir
-PIDS=()
-PG_DATA=''
-PG_PORT='' REDIS_PORT='' ENGRAM_PID='' WRK_PID='' CHILD_TICKS=0
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+bench_init health
+ENGRAM_PID='' CHILD_TICKS=0
 declare -A URL RESP_BYTES SRV_PID   # target -> URL of /health/live, "header+body" bytes, server pid
 CLK_TCK=$(getconf CLK_TCK)
 
-cleanup() {
-  local pid _
-  set +e
-  [ -n "$WRK_PID" ] && kill -TERM "$WRK_PID" 2>/dev/null && wait "$WRK_PID" 2>/dev/null
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-  done
-  if [ -n "$PG_DATA" ] && [ -f "$PG_DATA/postmaster.pid" ]; then
-    (cd / && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PG_DATA" -m immediate -w -t 20 stop >/dev/null 2>&1)
-  fi
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-
-# A free loopback TCP port (bounded tries), below the ephemeral range so that outgoing connections
-# of other programs cannot take it between this check and the bind.
-EPHEMERAL_LO=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range)
-free_port() {
-  local p _ lo=10000 hi=$(( EPHEMERAL_LO > 11000 ? EPHEMERAL_LO : 60000 ))
-  for _ in $(seq 1 100); do
-    p=$(( lo + RANDOM % (hi - lo) ))
-    if [ -z "$(ss -Htan "sport = :$p")" ]; then echo "$p"; return 0; fi
-  done
-  die "no free port found"
-}
-
-# Wait (max $2 s) until $1 answers 200.
-wait_http() {
-  local url=$1 max=$2 _
-  for _ in $(seq 1 $(( max * 10 ))); do
-    if curl -fsS -m 1 -o /dev/null "$url" 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  return 1
-}
-
-# ---------------------------------------------------------------- engramd + its dependencies
-
-start_pg() {
-  local dir=$TMP/pg
-  mkdir "$dir"
-  chown postgres:postgres "$dir"
-  chmod 700 "$dir"
-  PG_DATA=$dir/data
-  PG_PORT=$(free_port)
-  (cd / && runuser -u postgres -- "$PGBIN/initdb" -D "$PG_DATA" --auth=trust -U postgres -E UTF8 \
-      --locale=C.UTF-8 -N) >"$TMP/initdb.log" 2>&1 || { cat "$TMP/initdb.log" >&2; die "initdb failed"; }
-  (cd / && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PG_DATA" -l "$dir/postgres.log" -w -t 30 \
-      -o "-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories=$dir -c fsync=off" start) \
-      >/dev/null || { cat "$dir/postgres.log" >&2; die "PostgreSQL did not start"; }
-  local psql=("$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres)
-  "${psql[@]}" -d postgres -c 'create role engram login' -c 'create database engram owner engram'
-  local ext
-  for ext in pg_trgm vector; do
-    if [ -f "/usr/share/postgresql/15/extension/$ext.control" ]; then
-      "${psql[@]}" -d engram -c "create extension if not exists $ext"
-    fi
-  done
-}
-
-start_redis() {
-  mkdir "$TMP/redis"
-  REDIS_PORT=$(free_port)
-  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP/redis" \
-    --logfile "$TMP/redis/redis.log" &
-  PIDS+=($!)
-  local _
-  for _ in $(seq 1 50); do
-    redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && return 0
-    sleep 0.1
-  done
-  die "Redis did not start"
-}
-
-build_engramd() {
-  if [ -n "${ENGRAMD:-}" ]; then
-    [ -x "$ENGRAMD" ] || die "ENGRAMD=$ENGRAMD is not executable"
-    return
-  fi
-  ENGRAMD=$ROOT/build/engramd
-  if [ ! -f "$ROOT/build/build.ninja" ]; then
-    log "no build/: meson setup build --buildtype=release"
-    (cd "$ROOT" && meson setup build --buildtype=release >/dev/null)
-  fi
-  ninja -C "$ROOT/build" >/dev/null || die "build failed (ninja -C build)"
-  [ -x "$ENGRAMD" ] || die "$ENGRAMD not built"
-}
+# ---------------------------------------------------------------- engramd
 
 start_engramd() {
   build_engramd
-  start_pg
+  start_pg -c fsync=off   # the health probe never touches the database
   start_redis
   ENGRAM_PORT=$(free_port)
   export DATABASE_URL="postgresql://engram@127.0.0.1:$PG_PORT/engram"
@@ -234,9 +140,9 @@ run_wrk() {   # target round duration
   # In the background + wait, so a signal to this script is handled at once (cleanup stops wrk).
   "${PIN[@]}" timeout $(( $(secs "$dur") + 20 )) \
     wrk -t"$THREADS" -c"$CONNS" -d"$dur" --latency -s "$HERE/report.lua" "${URL[$t]}" >"$out" 2>&1 &
-  WRK_PID=$!
-  wait "$WRK_PID" || { cat "$out" >&2; die "wrk failed against $t"; }
-  WRK_PID=''
+  LOAD_PID=$!
+  wait "$LOAD_PID" || { cat "$out" >&2; die "wrk failed against $t"; }
+  LOAD_PID=''
   srv1=$(proc_ticks "${SRV_PID[$t]}")
   all1=$(machine_busy_ticks)
   children_ticks; wrk1=$CHILD_TICKS

@@ -65,118 +65,20 @@ for c in taskset curl jq ss redis-server redis-cli runuser make; do
   command -v "$c" >/dev/null || die "$c not found (run ops/setup)"
 done
 
-# ---------------------------------------------------------------- processes and cleanup
+# ---------------------------------------------------------------- processes, PostgreSQL, Redis
 
-TMP=$(mktemp -d /tmp/engram-bench-sse.XXXXXX)
-chmod 711 "$TMP"
-PIDS=()
-PG_DATA='' PG_PORT='' REDIS_PORT=''
-
-# Stops one process we started (by pid): TERM, then KILL after 5 s.
-stop_pid() {
-  local pid=$1 _
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-  local pid
-  set +e
-  for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
-  if [ -n "$PG_DATA" ] && [ -f "$PG_DATA/postmaster.pid" ]; then
-    (cd / && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PG_DATA" -m immediate -w -t 20 stop >/dev/null 2>&1)
-  fi
-  if [ "${BENCH_KEEP_TMP:-0}" != 1 ]; then rm -rf "$TMP"; else log "kept $TMP"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+bench_init sse
 ulimit -n 20000 2>/dev/null || true
 
-EPHEMERAL_LO=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range)
-free_port() {
-  local p _ lo=10000 hi=$(( EPHEMERAL_LO > 11000 ? EPHEMERAL_LO : 60000 ))
-  for _ in $(seq 1 100); do
-    p=$(( lo + RANDOM % (hi - lo) ))
-    if [ -z "$(ss -Htan "sport = :$p")" ]; then echo "$p"; return 0; fi
-  done
-  die "no free port found"
-}
-
-wait_http() {
-  local url=$1 max=$2 _
-  for _ in $(seq 1 $(( max * 10 ))); do
-    if curl -fsS -m 1 -o /dev/null "$url" 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  return 1
-}
-
-wait_port() {
-  local port=$1 _
-  for _ in $(seq 1 100); do
-    [ -n "$(ss -Hltn "sport = :$port")" ] && return 0
-    sleep 0.1
-  done
-  return 1
-}
-
-# ---------------------------------------------------------------- PostgreSQL, Redis, builds
-
-start_pg() {
-  local dir=$TMP/pg
-  mkdir "$dir"
-  chown postgres:postgres "$dir"
-  chmod 700 "$dir"
-  PG_DATA=$dir/data
-  PG_PORT=$(free_port)
-  (cd / && runuser -u postgres -- "$PGBIN/initdb" -D "$PG_DATA" --auth=trust -U postgres -E UTF8 \
-      --locale=C.UTF-8 -N) >"$TMP/initdb.log" 2>&1 || { cat "$TMP/initdb.log" >&2; die "initdb failed"; }
-  (cd / && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PG_DATA" -l "$dir/postgres.log" -w -t 30 \
-      -o "-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories=$dir -c fsync=off -c max_connections=100" start) \
-      >/dev/null || { cat "$dir/postgres.log" >&2; die "PostgreSQL did not start"; }
-  local su=("$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres)
-  "${su[@]}" -d postgres -c 'create role engram login' -c 'create database engram owner engram'
-  local ext
-  for ext in pg_trgm vector; do
-    if [ -f "/usr/share/postgresql/15/extension/$ext.control" ]; then
-      "${su[@]}" -d engram -c "create extension if not exists $ext"
-    fi
-  done
-}
-
-start_redis() {
-  mkdir "$TMP/redis"
-  REDIS_PORT=$(free_port)
-  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP/redis" \
-    --logfile "$TMP/redis/redis.log" &
-  PIDS+=($!)
-  local _
-  for _ in $(seq 1 50); do
-    redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && return 0
-    sleep 0.1
-  done
-  die "Redis did not start"
-}
+# ---------------------------------------------------------------- builds, engramd
 
 build() {
   make -s -C "$HERE" ssebench baseline >/dev/null || die "make -C bench/sse failed"
   SSEBENCH=$HERE/ssebench
   BASELINE=$HERE/baseline
-  if [ -n "${ENGRAMD:-}" ]; then
-    [ -x "$ENGRAMD" ] || die "ENGRAMD=$ENGRAMD is not executable"
-    return
-  fi
-  ENGRAMD=$ROOT/build/engramd
-  if [ ! -f "$ROOT/build/build.ninja" ]; then
-    log "no build/: meson setup build --buildtype=release"
-    (cd "$ROOT" && meson setup build --buildtype=release >/dev/null)
-  fi
-  ninja -C "$ROOT/build" >/dev/null || die "build failed (ninja -C build)"
-  [ -x "$ENGRAMD" ] || die "$ENGRAMD not built"
+  build_engramd
 }
 
 # start_engramd NAME CPUS [env...]: starts one engramd on a free port; sets EG_PID and EG_PORT.
@@ -311,7 +213,7 @@ START=$SECONDS
 LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
 build
 log "engramd $ENGRAMD; servers on CPU '${SERVER_CPUS:-any}' (nchan '${NCHAN_CPUS:-any}'), load on CPU '${LOAD_CPUS:-any}'"
-start_pg
+start_pg -c fsync=off -c max_connections=100
 start_redis
 migrate
 : >"$TMP/runs.jsonl"

@@ -47,66 +47,24 @@ die() { log "error: $*"; exit 1; }
 pin() { PIN=(); if [ -n "$1" ]; then PIN=(taskset -c "$1"); fi; }
 for c in wrk openssl taskset curl jq ss cc; do command -v "$c" >/dev/null || die "$c not found"; done
 
-TMP=$(mktemp -d /tmp/engram-bench-tls.XXXXXX)
-chmod 711 "$TMP"
-PIDS=()
-PG_DATA=''
-cleanup() {
-  local pid _
-  set +e
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-  done
-  if [ -n "$PG_DATA" ] && [ -f "$PG_DATA/postmaster.pid" ]; then
-    (cd / && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PG_DATA" -m immediate -w -t 20 stop >/dev/null 2>&1)
-  fi
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-
-EPHEMERAL_LO=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range)
-free_port() {
-  local p _ lo=10000 hi=$(( EPHEMERAL_LO > 11000 ? EPHEMERAL_LO : 60000 ))
-  for _ in $(seq 1 100); do
-    p=$(( lo + RANDOM % (hi - lo) ))
-    if [ -z "$(ss -Htan "sport = :$p")" ]; then echo "$p"; return 0; fi
-  done
-  die "no free port found"
-}
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+bench_init tls
 proc_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 # ---------------------------------------------------------------- PostgreSQL, certificate, engramd
 
-if [ -z "${ENGRAMD:-}" ]; then
-  ENGRAMD=$ROOT/build/engramd
-  [ -f "$ROOT/build/build.ninja" ] || (cd "$ROOT" && meson setup build >/dev/null)
-  ninja -C "$ROOT/build" >/dev/null || die "build failed (ninja -C build)"
-fi
-[ -x "$ENGRAMD" ] || die "$ENGRAMD not executable"
-
-mkdir "$TMP/pg" && chown postgres:postgres "$TMP/pg" && chmod 700 "$TMP/pg"
-PG_DATA=$TMP/pg/data
-PG_PORT=$(free_port)
-(cd / && runuser -u postgres -- "$PGBIN/initdb" -D "$PG_DATA" --auth=trust -U postgres -E UTF8 \
-    --locale=C.UTF-8 -N) >"$TMP/initdb.log" 2>&1 || { cat "$TMP/initdb.log" >&2; die "initdb failed"; }
-(cd / && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PG_DATA" -l "$TMP/pg/postgres.log" -w -t 30 \
-    -o "-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories=$TMP/pg -c fsync=off" \
-    start) >/dev/null || { cat "$TMP/pg/postgres.log" >&2; die "PostgreSQL did not start"; }
-"$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres \
-  -c 'create role engram login' -c 'create database engram owner engram'
+build_engramd
+start_pg -c fsync=off
 
 (cd "$TMP" && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
    -keyout key.pem -out cert.pem -days 2 -subj /CN=localhost \
    -addext subjectAltName=DNS:localhost,IP:127.0.0.1) >"$TMP/openssl.log" 2>&1 \
   || { cat "$TMP/openssl.log" >&2; die "openssl failed"; }
 
+# The scenarios measure the transport; keys are measured by bench/api/layers.sh.
 export DATABASE_URL="postgresql://engram@127.0.0.1:$PG_PORT/engram" ENGRAM_LOG_LEVEL=warn
+export ENGRAM_AUTH=${BENCH_ENGRAM_AUTH:-off}
 "$ENGRAMD" migrate >"$TMP/migrate.log" 2>&1 || { cat "$TMP/migrate.log" >&2; die "migrate failed"; }
 HTTP_PORT=$(free_port)
 TLS_PORT=$(free_port)
