@@ -230,7 +230,6 @@ int eg_auth_scope_quotas_parse(const char *s, uint64_t quotas[EG_AUTH_NSCOPES])
 {
     size_t n = strlen(s);
     size_t i = 0;
-    bool any = false;
 
     for (size_t k = 0; k < EG_AUTH_NSCOPES; k++)
         quotas[k] = UINT64_MAX;
@@ -270,9 +269,8 @@ int eg_auth_scope_quotas_parse(const char *s, uint64_t quotas[EG_AUTH_NSCOPES])
         if (quotas[k] != UINT64_MAX)
             return -1;
         quotas[k] = v;
-        any = true;
     }
-    return any || n == 0 ? 0 : -1;
+    return 0;
 }
 
 bool eg_auth_scope_allows(unsigned mask, unsigned scope)

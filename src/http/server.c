@@ -79,16 +79,6 @@ struct eg_http_conn {
 static void conn_process(struct eg_http_conn *c, const char *data, size_t n);
 static void conn_run(struct eg_http_conn *c);
 static void conn_update_timer(struct eg_http_conn *c, bool rearm_body);
-/* TLS: what a direct stream write left queued is out; a stream waiting for room pages on. */
-static void on_drained(struct eg_net_conn *nc)
-{
-    struct eg_http_conn *c = nc->data;
-    struct eg_http_req *r = c->head;
-
-    if (r != NULL && r->is_streaming && r->on_drain != NULL && !r->stream_ended)
-        r->on_drain(r, r->drain_data);
-}
-
 static void set_timer(struct eg_http_conn *c, enum timer_mode mode, uint64_t ms, bool rearm);
 static const char *cached_date(struct eg_http_server *s)
 {
@@ -473,15 +463,27 @@ static void conn_run(struct eg_http_conn *c)
         conn_update_timer(c, false);
 }
 
+/* The socket took what was queued: a stream waiting for room (eg_http_stream_on_drain) goes on. */
+static void stream_drained(struct eg_http_conn *c)
+{
+    struct eg_http_req *r = c->head;
+
+    if (r != NULL && r->is_streaming && r->on_drain != NULL && !r->stream_ended)
+        r->on_drain(r, r->drain_data);
+}
+
+/* TLS only: ciphertext a direct write left queued is out, and no write of ours will complete. */
+static void on_drained(struct eg_net_conn *nc)
+{
+    stream_drained(nc->data);
+}
+
 static void on_written(struct eg_net_conn *nc, int status)
 {
     struct eg_http_conn *c = nc->data;
 
     if (after_write(c, status)) {
-        struct eg_http_req *r = c->head;
-
-        if (r != NULL && r->is_streaming && r->on_drain != NULL && !r->stream_ended)
-            r->on_drain(r, r->drain_data);
+        stream_drained(c);
         conn_run(c);
     } else if (!nc->is_closing)
         conn_update_timer(c, false);
