@@ -438,6 +438,19 @@ CREATE INDEX idx_memories_subject_rank
     ON memories (project_id, subject_id, importance DESC, created_at DESC)
     WHERE is_deleted = false AND status = 'active';
 
+-- ---- 0007_idempotency_refuse ----------------------------------------------------------------
+
+-- Refuses an idempotent write from inside its pipeline: EGI01 (key held) or EGI02 (stored).
+CREATE OR REPLACE FUNCTION eg_idem_refuse(code text) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = code,
+        MESSAGE = CASE code WHEN 'EGI01' THEN 'idempotency key in use'
+                  ELSE 'idempotency key already used' END;
+END
+$$;
+
 -- =============================================================================================
 -- Every migration above counts as applied.
 -- =============================================================================================
@@ -447,5 +460,6 @@ INSERT INTO schema_migrations (version, name) VALUES
     (3, '0003_api_helpers'),
     (4, '0004_auth'),
     (5, '0005_idempotency'),
-    (6, '0006_search_rank_index')
+    (6, '0006_search_rank_index'),
+    (7, '0007_idempotency_refuse')
 ON CONFLICT (version) DO NOTHING;

@@ -12,14 +12,16 @@
 #   all          the three together
 # For each: wrk -c16 writes (POST /api/v1/memories, a new subject per request) and reads
 # (GET /api/v1/memories?limit=50 on a subject with 1,000 memories). The settings alternate within
-# each round so drift (a growing table, a warming cache) falls on all of them alike; the figure per
-# setting is the median of the rounds. Target (issue #5): all layers together cost <= 10 % of the
+# each round, in an order rotated by one per round, and each write run starts right after a
+# CHECKPOINT, so drift (a growing table, a warming cache, WAL full-page writes) falls on all of
+# them alike; the figure per setting is the median of the rounds. Target (issue #5): all layers together cost <= 10 % of the
 # write throughput. Results: bench/results/layers.md (appended) and layers.json (latest).
 #
 # Environment (all optional): BENCH_DURATION=10s BENCH_READ_DURATION=8s BENCH_WARMUP=3s
 # BENCH_RUNS=3 BENCH_CONNECTIONS=16 BENCH_LOAD_CPUS=1 BENCH_SERVER_CPUS=0 BENCH_POOL_SIZE=
 # BENCH_ENGRAM_LOG_LEVEL=warn BENCH_RESULTS_DIR=bench/results BENCH_GATE=1 ENGRAMD=build/engramd
 # BENCH_CONFIGS="off auth idempotency ratelimit all" (a subset must include off, the baseline)
+# BENCH_PG_STATEMENTS=1 (pg_stat_statements per write run, see pg_statements)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -74,6 +76,16 @@ config_wrk_env() {
   case "$1" in idempotency|all) WRK_ENV+=(BENCH_IDEMPOTENCY=1) ;; esac
 }
 
+# BENCH_PG_STATEMENTS=1: where PostgreSQL's time went in one write run, per statement (into the
+# log and $TMP/statements-SCENARIO-ROUND.txt; keep them with BENCH_KEEP_TMP=1).
+pg_statements() {
+  "${PSQL_SU[@]}" -d engram -P pager=off -c "SELECT calls, round((total_exec_time * 1000 / calls)::numeric, 1)
+      AS mean_us, round(total_exec_time::numeric) AS total_ms, wal_bytes / greatest(calls, 1) AS wal_b,
+      left(regexp_replace(query, '\s+', ' ', 'g'), 70) AS query FROM pg_stat_statements
+      WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'engram') AND calls > 100
+      ORDER BY total_exec_time DESC LIMIT 12" | tee "$TMP/statements-$1-$2.txt" >&2
+}
+
 # One setting: (re)start engramd, check the layer is really on, run writes then reads.
 run_config() {
   local cfg=$1 round=$2 wdur=$3 rdur=$4 probe
@@ -91,8 +103,12 @@ run_config() {
     curl -sS -m 5 -D - -o /dev/null -H "x-project-id: $PROJECT" "$BASE$LIST_PATH" | grep -qi '^ratelimit-policy:' \
       || die "ratelimit: no RateLimit-Policy header"
   fi
+  # Every write run starts right after a checkpoint, so none pays for another's full-page writes.
+  "${PSQL_SU[@]}" -d engram -qc CHECKPOINT
+  [ "${BENCH_PG_STATEMENTS:-0}" = 1 ] && "${PSQL_SU[@]}" -d engram -qc 'SELECT pg_stat_statements_reset()' >/dev/null
   run_wrk "write_$cfg" "$round" "$wdur" write.lua BENCH_PROJECT=$PROJECT "BENCH_TAG=$TAG-$cfg-$round" \
     BENCH_SUBJECT_MODE=unique "${WRK_ENV[@]}"
+  [ "${BENCH_PG_STATEMENTS:-0}" = 1 ] && pg_statements "write_$cfg" "$round"
   run_wrk "read_$cfg" "$round" "$rdur" read.lua BENCH_PROJECT=$PROJECT "BENCH_PATHS=$LIST_PATH" "${WRK_ENV[@]}"
 }
 
@@ -101,7 +117,12 @@ LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
 TAG=l$$
 build_engramd
 log "engramd $ENGRAMD; load on CPU '${LOAD_CPUS:-any}', engramd on CPU '${SERVER_CPUS:-any}'"
-start_pg
+if [ "${BENCH_PG_STATEMENTS:-0}" = 1 ]; then
+  start_pg -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all
+  "${PSQL_SU[@]}" -d engram -qc 'CREATE EXTENSION pg_stat_statements'
+else
+  start_pg
+fi
 start_redis
 start_engramd
 : >"$TMP/runs.jsonl"
@@ -121,7 +142,12 @@ log "warm-up: every setting once ($WARMUP each)"
 for cfg in $CONFIGS; do run_config "$cfg" warmup "$WARMUP" 2s; done
 for r in $(seq 1 "$RUNS"); do
   log "round $r of $RUNS: writes $DURATION, reads $READ_DURATION per setting"
-  for cfg in $CONFIGS; do run_config "$cfg" "$r" "$DURATION" "$READ_DURATION"; done
+  # The order rotates by one setting per round, so no setting always follows the same one.
+  read -r -a order <<<"$CONFIGS"
+  for ((i = 0; i < ${#order[@]}; i++)); do
+    cfg=${order[$(((i + r - 1) % ${#order[@]}))]}
+    run_config "$cfg" "$r" "$DURATION" "$READ_DURATION"
+  done
 done
 IDEM_ROWS=$(q "select count(*) from idempotency_keys")
 DUP_MEMS=$(q "select count(*) - count(distinct text) from memories where project_id = '$PROJECT'")
@@ -156,7 +182,7 @@ all_cost=$(jq -r '.rows[] | select(.setting == "all" and .scenario == "write") |
 verdict=$(awk -v c="$all_cost" 'BEGIN { print (c <= 10 ? "PASS" : "FAIL") }')
 {
   printf '\n## %s (commit %s, load before %s)\n\n' "$(jq -r .date "$RESULTS/layers.json")" "$commit" "$LOADAVG"
-  printf 'wrk -c%s; writes %s and reads %s per setting and round, %s rounds alternating the settings;\n' \
+  printf 'wrk -c%s; writes %s and reads %s per setting and round, %s rounds rotating the order of the settings, a CHECKPOINT before each write run;\n' \
     "$CONNS" "$DURATION" "$READ_DURATION" "$RUNS"
   printf 'medians of the rounds. engramd on CPU %s, load on CPU %s, PostgreSQL and Redis unpinned.\n\n' \
     "${SERVER_CPUS:-any}" "${LOAD_CPUS:-any}"

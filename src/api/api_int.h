@@ -105,6 +105,24 @@ typedef void eg__api_db_fn(struct eg_app *app, struct eg_http_req *r, const stru
 void eg__api_db(struct eg_app *app, struct eg_http_req *r, const struct eg_db_batch *b,
                 eg__api_db_fn *fn, void *data);
 /**
+ * The answers of a write that are fixed before it runs: made_* when the transaction inserts the
+ * memory memory_id, skipped_* when it does not. All strings are borrowed until the reply.
+ */
+struct eg__api_known {
+    const char *memory_id;
+    int made_status;
+    const char *made_body;
+    int skipped_status;
+    const char *skipped_body;
+};
+/**
+ * As eg__api_db, for a write whose answer is one of known's: with an Idempotency-Key, the
+ * answer is stored by a statement in the same pipeline (one round trip, not two). fn must send
+ * exactly the known answer that matches the result.
+ */
+void eg__api_db_known(struct eg_app *app, struct eg_http_req *r, const struct eg_db_batch *b,
+                      const struct eg__api_known *known, eg__api_db_fn *fn, void *data);
+/**
  * Answers a failed reply the generic way and returns true: 503 + Retry-After when the database
  * is unavailable or timed out, otherwise 500 {"error":"server_error","message":<primary message>}
  * (CORE's shape). Returns false when rep succeeded.
@@ -170,18 +188,21 @@ struct eg__api_idem;
 typedef void eg__api_route_fn(struct eg_app *app, struct eg_http_req *r, void *data);
 
 /**
- * When r is a POST, PATCH or DELETE with an Idempotency-Key: answers r (400 for a bad key, a
- * replay, 422, 503) or runs run(app, r, data) once the key is known to be new, with r's next
- * write batch claiming the key. Returns false when r has no such key (the caller runs it).
+ * When r is a POST, PATCH or DELETE with an Idempotency-Key: takes r over and returns true (false
+ * when r has no such key: the caller runs it). It answers a bad key with 400; otherwise runs
+ * run(app, r, data), with r's next write batch claiming the key (a stored response is replayed,
+ * or refused with 422). With lookup_first the stored responses are looked up before run() is
+ * called at all (for handlers with costly work before their write).
  */
 bool eg__api_idem_begin(struct eg_app *app, struct eg_http_req *r, eg__api_route_fn *run,
-                        void *data);
+                        void *data, bool lookup_first);
 /**
- * eg__api_db's hook: when r claimed a key, runs b as the two-part transaction that also stores
- * the response, and returns true; otherwise false.
+ * eg__api_db's hook: when r is to claim a key, runs b with the claim in front and the storing of
+ * the response in the same transaction, and returns true; otherwise false. known: NULL, or the
+ * answers fixed before b runs (eg__api_db_known).
  */
 bool eg__api_idem_db(struct eg_app *app, struct eg_http_req *r, const struct eg_db_batch *b,
-                     eg__api_db_fn *fn, void *data);
+                     const struct eg__api_known *known, eg__api_db_fn *fn, void *data);
 /** Adds the pruning of responses older than ttl_s seconds (text) to b. */
 int eg__api_idem_batch_prune(struct eg_db_batch *b, const char *ttl_s);
 struct eg__api_idem *eg__api_get_idem(struct eg_http_req *r);

@@ -615,9 +615,15 @@ static void on_api_query_cleanup(void *data)
 void eg__api_db(struct eg_app *app, struct eg_http_req *r, const struct eg_db_batch *b,
                 eg__api_db_fn *fn, void *data)
 {
+    eg__api_db_known(app, r, b, NULL, fn, data);
+}
+
+void eg__api_db_known(struct eg_app *app, struct eg_http_req *r, const struct eg_db_batch *b,
+                      const struct eg__api_known *known, eg__api_db_fn *fn, void *data)
+{
     struct api_query *aq;
 
-    if (eg__api_idem_db(app, r, b, fn, data))
+    if (eg__api_idem_db(app, r, b, known, fn, data))
         return;
     aq = eg_arena_alloc(&r->arena, sizeof(*aq));
 

@@ -5,15 +5,31 @@
  * a client never sees another client's stored response. Fingerprint: SHA-256 of the method, the
  * request target (path and query) and the body bytes.
  *
- *   1. lookup: a stored response within the retention (ENGRAM_IDEMPOTENCY_TTL_S) is replayed
- *      with `Idempotent-Replayed: true`, or refused with 422 when the fingerprint differs.
- *   2. otherwise the handler runs, and its write batch becomes a two-part transaction
- *      (eg_db_submit_tx): first eg_idem_begin(), which takes a transaction-scoped advisory lock
- *      on the scope (taken elsewhere: 409 + Retry-After, on any instance) and re-checks that no
- *      response was stored meanwhile (then the stored one is replayed); then the handler's
- *      statements; then, with the transaction still open, the handler renders its response
- *      (held, not sent) and the response is inserted; then the commit, and only then is the
- *      response sent. A rollback stores nothing and sends a 503 instead.
+ *   1. The handler runs at once. Its write batch begins with the claim, a transaction-scoped
+ *      advisory lock on the scope: held elsewhere, on any instance, it is refused (EGI01) and the
+ *      request gets 409 + Retry-After.
+ *   2. The batch ends with the stored response, in the same transaction as the effect. Its
+ *      insert meets a response already stored within the retention (ENGRAM_IDEMPOTENCY_TTL_S)
+ *      as a conflict and raises EGI02; the write rolls back, and the lookup replays the stored
+ *      response with `Idempotent-Replayed: true`, or refuses with 422 when the fingerprint
+ *      differs. Any other failure of a keyed write is looked up the same way before it is
+ *      answered: a retry's insert can fail on the very row its first execution made. So a
+ *      first execution pays nothing for the check, and a retry runs (and rolls back) its write
+ *      before it is answered from the store.
+ *      - A write whose answer is known before it runs (eg__api_db_known: a memory create, whose
+ *        two possible answers are rendered from the request) stores, by SQL, the answer that
+ *        matches what the transaction did: the keyed write is one pipelined round trip, like
+ *        an unkeyed one.
+ *      - Any other write runs as a two-part transaction (eg_db_submit_tx): with the
+ *        transaction still open, the handler renders its response (held, not sent), the
+ *        response is inserted, then the commit, and only then is the response sent.
+ *      A rollback stores nothing and sends a 503 instead.
+ *   3. An answer given before any database work (a validation error) is held while the lookup
+ *      runs, so a reused key is still refused with 422 and a stored response still replayed;
+ *      otherwise the held answer goes out unchanged (also when the lookup fails) and nothing
+ *      is stored.
+ *   The extract route looks up first instead (lookup_first): it may call an LLM provider before
+ *   its write, and a replay must not.
  *
  * So the stored response commits with the effect or not at all: a crash before the commit
  * leaves nothing (the lock dies with the session), a crash after it leaves the response for the
@@ -36,12 +52,17 @@ struct eg__api_idem {
     char ttl[24];
     char hold[24];
     char status[8];
+    char status_skipped[8]; /* eg__api_db_known's second answer */
     const char *principal;
     eg__api_route_fn *run;
     void *run_data;
-    bool is_armed;  /* the lookup found nothing: the next write batch claims the key */
-    bool did_retry; /* one replay re-check after losing a race */
-    size_t offset;  /* statements put in front of the handler's */
+    bool is_armed;   /* the next write batch claims the key */
+    bool did_retry;  /* one replay re-check after losing a race */
+    bool is_refusal; /* the lookup runs for an answer held before any database work */
+    bool is_failed;  /* the lookup runs for a write that failed; `failure` is its reply */
+    struct eg_db_reply failure;
+    char failure_state[6];
+    size_t offset; /* statements put in front of the handler's */
     struct eg_db_batch lookup;
     struct eg_db_batch tail;
     struct eg_db_batch *full;
@@ -66,10 +87,16 @@ static struct eg_db_stmt st_lookup = {
     0,
 };
 
-static struct eg_db_stmt st_begin = {
-    "idem_begin",
-    "SELECT eg_idem_begin($1, $2, $3, $4::int)",
-    4,
+/*
+ * The claim: a transaction-scoped advisory lock on the scope, on the same hash as the migration
+ * 0005 function eg_idem_begin (so instances of both versions exclude each other). Only a taken
+ * lock reaches the PL/pgSQL that raises EGI01; CASE does not evaluate the other branch.
+ */
+static struct eg_db_stmt st_claim = {
+    "idem_claim",
+    "SELECT CASE WHEN pg_try_advisory_xact_lock(hashtextextended($1 || chr(31) || $2 || chr(31) "
+    "|| $3, 5)) THEN 0 ELSE eg_idem_refuse('EGI01') END",
+    3,
     0,
 };
 
@@ -80,14 +107,40 @@ static struct eg_db_stmt st_hold = {
     0,
 };
 
-/* Under the lock, and only over an expired row of the same scope. */
+/*
+ * The stores insert under the claim's lock, over an expired row of the same scope at most; a
+ * response stored within the retention (the request is a retry) makes them raise EGI02, which
+ * rolls the write back, and the response is replayed instead. The uniqueness check is the one
+ * the insert does anyway, so a first execution pays no separate lookup.
+ */
+#define STORE_CONFLICT                                                                             \
+    "ON CONFLICT (project_id, principal, idem_key) DO UPDATE "                                     \
+    "SET fingerprint = EXCLUDED.fingerprint, status = EXCLUDED.status, body = EXCLUDED.body, "     \
+    "created_at = now() WHERE idempotency_keys.created_at <= now() - make_interval(secs => "
+#define STORE_CHECK                                                                                \
+    " RETURNING 1) SELECT CASE WHEN EXISTS (SELECT 1 FROM s) THEN 0 ELSE eg_idem_refuse('EGI02') " \
+    "END"
+
 static struct eg_db_stmt st_store = {
     "idem_store",
-    "INSERT INTO idempotency_keys (project_id, principal, idem_key, fingerprint, status, body) "
-    "VALUES ($1, $2, $3, $4, $5::int, $6) ON CONFLICT (project_id, principal, idem_key) DO UPDATE "
-    "SET fingerprint = EXCLUDED.fingerprint, status = EXCLUDED.status, body = EXCLUDED.body, "
-    "created_at = now()",
-    6,
+    "WITH s AS (INSERT INTO idempotency_keys (project_id, principal, idem_key, fingerprint, "
+    "status, body) VALUES ($1, $2, $3, $4, $5::int, $6) " STORE_CONFLICT "$7::int)" STORE_CHECK,
+    7,
+    0,
+};
+
+/*
+ * The answer of a write known before it ran: $5/$6 when the transaction wrote memory $9, else
+ * $7/$8. Under the claim's lock, so only over an expired row of the same scope, as st_store.
+ */
+static struct eg_db_stmt st_store_known = {
+    "idem_store_known",
+    "WITH s AS (INSERT INTO idempotency_keys (project_id, principal, idem_key, fingerprint, "
+    "status, body) SELECT $1, $2, $3, $4, CASE WHEN w.hit THEN $5::int ELSE $7::int END, "
+    "CASE WHEN w.hit THEN $6 ELSE $8 END FROM (SELECT EXISTS (SELECT 1 FROM memories m "
+    "WHERE m.id = $9 AND m.xmin = pg_current_xact_id()::xid) AS hit) w " STORE_CONFLICT
+    "$10::int)" STORE_CHECK,
+    10,
     0,
 };
 
@@ -154,15 +207,83 @@ static void fingerprint(struct eg_http_req *r, char out[EG_AUTH_HASH_HEX + 1])
 
 static void lookup(struct eg__api_idem *im, struct eg_http_req *r);
 
+static void busy(struct eg_http_req *r)
+{
+    eg_http_add_header(r, "Retry-After", "1");
+    eg__api_error_msg(r, 409, "idempotency_key_in_use",
+                      "A request with this Idempotency-Key is still running; retry shortly");
+}
+
+/* The write failed and no stored response explains it: answer the failure. */
+static void answer_failure(struct eg__api_idem *im, const struct eg_db_reply *rep)
+{
+    struct api_write *w = im->w;
+
+    if (strcmp(rep->sqlstate, "EGI01") == 0 || strcmp(rep->sqlstate, "EGI02") == 0)
+        busy(w->r); /* EGI02 with nothing stored: it expired just now; the retry runs */
+    else if (w->handler_ran)
+        eg__api_db_failed(w->r, rep); /* its answer was discarded: the commit failed */
+    else
+        w->fn(im->app, w->r, rep, w->data); /* the handler answers its own failure */
+}
+
+/*
+ * A keyed write failed. A failure other than a busy key may be the retry running into its own
+ * first execution (the stored response raised EGI02, or the handler's insert found the row the
+ * first one made: 23505), so look for a stored response before answering it. Returns false when
+ * the failure is to be answered as it is.
+ */
+static bool look_after_failure(struct eg__api_idem *im, const struct eg_db_reply *rep)
+{
+    struct eg_http_req *r = im->w->r;
+
+    if (rep->status != EG_EDB || im->did_retry || strcmp(rep->sqlstate, "EGI01") == 0)
+        return false;
+    im->did_retry = true;
+    im->failure = *rep;
+    im->failure.nresults = 0;
+    im->failure.results = NULL;
+    snprintf(im->failure_state, sizeof(im->failure_state), "%s", rep->sqlstate);
+    im->failure.sqlstate = im->failure_state;
+    im->failure.message = eg_arena_strndup(&r->arena, rep->message, strlen(rep->message));
+    if (im->failure.message == NULL)
+        im->failure.message = "";
+    im->is_failed = true;
+    eg_http_hold(r); /* whichever answer comes, on_lookup sends it last */
+    lookup(im, r);
+    return true;
+}
+
 static void on_lookup(struct eg_app *app, struct eg_http_req *r, const struct eg_db_reply *rep,
                       void *data)
 {
     struct eg__api_idem *im = data;
-    const PGresult *res;
+    const PGresult *res = rep->status == 0 && rep->nresults > 0 ? rep->results[0] : NULL;
 
+    if (im->is_refusal) {
+        /* The held answer stands unless the key was used: it needs no database to be right. */
+        if (res == NULL || PQntuples(res) == 0) {
+            eg_http_release(r);
+            return;
+        }
+        eg_http_discard_held(r);
+        im->is_refusal = false;
+        on_lookup(app, r, rep, data);
+        eg_http_release(r);
+        return;
+    }
+    if (im->is_failed) {
+        /* A stored response wins over the failure of the write that ran into it. */
+        im->is_failed = false;
+        if (rep->status != 0 || res == NULL || PQntuples(res) == 0)
+            answer_failure(im, rep->status != 0 ? rep : &im->failure);
+        else
+            on_lookup(app, r, rep, data);
+        eg_http_release(r); /* may free r */
+        return;
+    }
     if (eg__api_db_failed(r, rep))
         return;
-    res = rep->nresults > 0 ? rep->results[0] : NULL;
     if (res == NULL || PQntuples(res) == 0) {
         im->is_armed = true;
         im->run(app, r, im->run_data);
@@ -189,7 +310,7 @@ static void lookup(struct eg__api_idem *im, struct eg_http_req *r)
 }
 
 bool eg__api_idem_begin(struct eg_app *app, struct eg_http_req *r, eg__api_route_fn *run,
-                        void *data)
+                        void *data, bool lookup_first)
 {
     struct eg__api_idem *im;
     bool bad;
@@ -224,7 +345,26 @@ bool eg__api_idem_begin(struct eg_app *app, struct eg_http_req *r, eg__api_route
         eg_http_respond_error(r, 413, "payload_too_large");
         return true;
     }
-    lookup(im, r);
+    if (lookup_first) {
+        lookup(im, r);
+        return true;
+    }
+    /*
+     * Held while the handler runs, so an answer it gives before any database work can wait for
+     * the lookup. Nothing is written while held, so r outlives run(); database replies always
+     * come later, from the loop.
+     */
+    im->is_armed = true;
+    eg_http_hold(r);
+    run(app, r, data);
+    if (im->is_armed && r->has_responded) {
+        im->is_armed = false;
+        im->is_refusal = true;
+        lookup(im, r);
+        return true;
+    }
+    im->is_armed = false; /* an answer that comes later, without a write, is not stored */
+    eg_http_release(r);   /* may free r */
     return true;
 }
 
@@ -236,7 +376,7 @@ static const struct eg_db_batch *on_write_mid(const struct eg_db_reply *rep, voi
     struct eg__api_idem *im = w->idem;
     struct eg_http_req *r = w->r;
     struct eg_db_reply mine = *rep;
-    const char *v[6];
+    const char *v[7];
 
     /* The handler sees its own results only, and answers into a held response. */
     mine.results = rep->results + im->offset;
@@ -254,10 +394,38 @@ static const struct eg_db_batch *on_write_mid(const struct eg_db_reply *rep, voi
     v[4] = im->status;
     v[5] = eg_arena_strndup(&r->arena, r->resp_body.base != NULL ? r->resp_body.base : "",
                             r->resp_body.len);
+    v[6] = im->ttl;
     im->tail.count = 0;
     if (v[5] == NULL || eg_db_batch_add(&im->tail, &st_store, v) < 0)
         return NULL;
     return &im->tail;
+}
+
+/* The claim or the handler's statements failed, so nothing was held: answer directly. */
+static void first_part_failed(struct api_write *w, const struct eg_db_reply *rep)
+{
+    if (!look_after_failure(w->idem, rep))
+        answer_failure(w->idem, rep);
+}
+
+/* One segment, the answer stored by SQL (eg__api_db_known): the handler answers after commit. */
+static void on_known_done(const struct eg_db_reply *rep, void *data)
+{
+    struct api_write *w = data;
+    struct eg__api_idem *im = w->idem;
+    struct eg_db_reply mine = *rep;
+
+    w->q = NULL;
+    if (rep->status != 0) {
+        first_part_failed(w, rep);
+        return;
+    }
+    eg__api_wrote(im->app);
+    if (im->app->cfg->test_idem_crash_after_commit)
+        raise(SIGKILL); /* I5, as on_write_done */
+    mine.results = rep->results + im->offset;
+    mine.nresults = rep->nresults >= im->offset ? rep->nresults - im->offset : 0;
+    w->fn(im->app, w->r, &mine, w->data);
 }
 
 static void on_write_done(const struct eg_db_reply *rep, void *data)
@@ -280,24 +448,14 @@ static void on_write_done(const struct eg_db_reply *rep, void *data)
         return;
     }
     if (!w->handler_ran) {
-        /* The first part failed, so nothing was held: answer directly. */
-        if (strcmp(rep->sqlstate, "EGI02") == 0 && !im->did_retry) {
-            /* It completed between our lookup and our lock: replay it. */
-            im->did_retry = true;
-            lookup(im, r);
-        } else if (strcmp(rep->sqlstate, "EGI01") == 0 || strcmp(rep->sqlstate, "EGI02") == 0) {
-            eg_http_add_header(r, "Retry-After", "1");
-            eg__api_error_msg(r, 409, "idempotency_key_in_use",
-                              "A request with this Idempotency-Key is still running; retry "
-                              "shortly");
-        } else {
-            w->fn(im->app, r, rep, w->data); /* the handler answers its own failure */
-        }
+        first_part_failed(w, rep);
         return;
     }
-    /* The commit failed after the handler answered: that answer must not go out. */
+    /* The store or the commit failed after the handler answered: that answer must not go out. */
     eg_http_discard_held(r);
-    eg__api_db_failed(r, rep);
+    if (look_after_failure(im, rep))
+        return;
+    answer_failure(im, rep);
     eg_http_release(r);
 }
 
@@ -310,12 +468,12 @@ static void on_write_cleanup(void *data)
 }
 
 bool eg__api_idem_db(struct eg_app *app, struct eg_http_req *r, const struct eg_db_batch *b,
-                     eg__api_db_fn *fn, void *data)
+                     const struct eg__api_known *known, eg__api_db_fn *fn, void *data)
 {
     struct eg__api_idem *im = eg__api_get_idem(r);
     struct api_write *w;
     struct eg_db_batch *full;
-    const char *begin[4];
+    const char *begin[3];
     const char *hold[1];
 
     if (im == NULL || !im->is_armed)
@@ -336,8 +494,7 @@ bool eg__api_idem_db(struct eg_app *app, struct eg_http_req *r, const struct eg_
     begin[0] = eg__api_project(r);
     begin[1] = im->principal;
     begin[2] = im->key;
-    begin[3] = im->ttl;
-    eg_db_batch_add(full, &st_begin, begin);
+    eg_db_batch_add(full, &st_claim, begin);
     if (app->cfg->test_idem_hold_ms > 0) {
         hold[0] = im->hold;
         eg_db_batch_add(full, &st_hold, hold);
@@ -350,6 +507,29 @@ bool eg__api_idem_db(struct eg_app *app, struct eg_http_req *r, const struct eg_
         }
     }
     im->full = full;
+    im->w = w;
+    if (known != NULL) {
+        const char *v[10];
+
+        snprintf(im->status, sizeof(im->status), "%d", known->made_status);
+        snprintf(im->status_skipped, sizeof(im->status_skipped), "%d", known->skipped_status);
+        v[0] = begin[0];
+        v[1] = begin[1];
+        v[2] = begin[2];
+        v[3] = im->fingerprint;
+        v[4] = im->status;
+        v[5] = known->made_body;
+        v[6] = im->status_skipped;
+        v[7] = known->skipped_body;
+        v[8] = known->memory_id;
+        v[9] = im->ttl;
+        if (eg_db_batch_add(full, &st_store_known, v) < 0) {
+            eg_http_respond_error(r, 413, "payload_too_large");
+            return true;
+        }
+        w->q = eg_db_submit(app->db, full, on_known_done, w);
+        return true;
+    }
     w->q = eg_db_submit_tx(app->db, full, on_write_mid, on_write_done, w);
     return true;
 }

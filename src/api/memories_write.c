@@ -53,7 +53,7 @@ static struct eg_db_stmt st_mem_insert = {
     "AND d.subject_id = $3 AND d.is_deleted = false AND d.status = 'active' "
     "AND md5(eg_norm_text(d.text)) = (SELECT md5(eg_norm_text($4))) "
     "AND eg_norm_text(d.text) = eg_norm_text($4)) "
-    "RETURNING id, subject_id, text, kind",
+    "RETURNING id",
     13,
     0,
 };
@@ -234,19 +234,80 @@ static bool id_and_batch(struct eg_http_req *r, const char **id, bool *has_nul,
 
 /* ---- POST /api/v1/memories ---------------------------------------------------------------- */
 
+/*
+ * Both possible answers are rendered from the request before the write runs (the insert returns
+ * exactly the values it was given), so a keyed create stores its answer in the same round trip
+ * (eg__api_db_known).
+ */
 struct create_ctx {
+    struct eg__api_known known;
+    size_t made_len;
+    size_t skipped_len;
+};
+
+struct create_fields {
+    const char *id;
+    const char *subject;
+    size_t subject_len;
     const char *text;
     size_t text_len;
-    const char *kind_raw; /* body.kind || "fact", for the duplicate response */
-    size_t kind_len;
+    const char *kind;     /* as stored */
+    const char *kind_raw; /* body.kind || "fact", for the duplicate answer */
+    size_t kind_raw_len;
 };
+
+/* The answer for made (201, the row written) or not (200, DECISIONS.md item 4), in the arena. */
+static const char *render_created(struct eg_http_req *r, const struct create_fields *f, bool made,
+                                  size_t *len)
+{
+    struct eg_buf b;
+    struct eg_jw jw;
+    const char *out = NULL;
+
+    eg_buf_init(&b, 256 + f->text_len + f->subject_len);
+    eg_jw_init(&jw, &b);
+    eg_jw_obj_begin(&jw);
+    eg_jw_key(&jw, "id");
+    if (made)
+        eg_jw_cstr(&jw, f->id);
+    else
+        eg_jw_null(&jw);
+    eg_jw_key(&jw, "subject_id");
+    eg_jw_str(&jw, f->subject, f->subject_len);
+    eg_jw_key(&jw, "text");
+    eg_jw_str(&jw, f->text, f->text_len);
+    eg_jw_key(&jw, "kind");
+    if (made)
+        eg_jw_cstr(&jw, f->kind);
+    else
+        eg_jw_str(&jw, f->kind_raw, f->kind_raw_len);
+    eg_jw_key(&jw, "created");
+    eg_jw_bool(&jw, made);
+    if (made) {
+        eg_jw_key(&jw, "superseded_count");
+        eg_jw_int(&jw, 0);
+        eg_jw_key(&jw, "superseded_ids");
+        eg_jw_arr_begin(&jw);
+        eg_jw_arr_end(&jw);
+    } else {
+        eg_jw_key(&jw, "skipped");
+        eg_jw_bool(&jw, true);
+        eg_jw_key(&jw, "reason");
+        eg_jw_cstr(&jw, "duplicate");
+    }
+    eg_jw_obj_end(&jw);
+    if (eg_jw_finish(&jw) == 0) {
+        out = eg_arena_strndup(&r->arena, b.base, b.len);
+        *len = b.len;
+    }
+    eg_buf_fini(&b);
+    return out;
+}
 
 static void on_created(struct eg_app *app, struct eg_http_req *r, const struct eg_db_reply *rep,
                        void *data)
 {
     struct create_ctx *cc = data;
-    const PGresult *mem;
-    struct eg_jw jw;
 
     if (rep->status != 0 && strcmp(rep->sqlstate, "23505") == 0
         && strstr(rep->message, "memories_pkey") != NULL) {
@@ -255,44 +316,13 @@ static void on_created(struct eg_app *app, struct eg_http_req *r, const struct e
     }
     if (eg__api_db_failed(r, rep))
         return;
-    mem = rep->results[0];
-    eg_buf_reset(&r->resp_body);
-    eg_jw_init(&jw, &r->resp_body);
-    eg_jw_obj_begin(&jw);
-    if (PQntuples(mem) == 0) {
+    if (PQntuples(rep->results[0]) == 0) {
         /* No row: an active memory of the subject has the same text (DECISIONS.md item 4). */
-        eg_jw_key(&jw, "id");
-        eg_jw_null(&jw);
-        eg_jw_key(&jw, "subject_id");
-        eg_jw_cstr(&jw, (const char *)cc + sizeof(*cc)); /* the subject follows the context */
-        eg_jw_key(&jw, "text");
-        eg_jw_str(&jw, cc->text, cc->text_len);
-        eg_jw_key(&jw, "kind");
-        eg_jw_str(&jw, cc->kind_raw, cc->kind_len);
-        eg_jw_key(&jw, "created");
-        eg_jw_bool(&jw, false);
-        eg_jw_key(&jw, "skipped");
-        eg_jw_bool(&jw, true);
-        eg_jw_key(&jw, "reason");
-        eg_jw_cstr(&jw, "duplicate");
-        eg_jw_obj_end(&jw);
-        eg__api_send(r, &jw, 200);
+        eg_http_respond_json(r, cc->known.skipped_status, cc->known.skipped_body, cc->skipped_len);
         return;
     }
     eg__api_wrote(app);
-    for (int c = 0; c < PQnfields(mem); c++) {
-        eg_jw_key(&jw, PQfname(mem, c));
-        eg__api_write_field(&jw, mem, 0, c);
-    }
-    eg_jw_key(&jw, "created");
-    eg_jw_bool(&jw, true);
-    eg_jw_key(&jw, "superseded_count");
-    eg_jw_int(&jw, 0);
-    eg_jw_key(&jw, "superseded_ids");
-    eg_jw_arr_begin(&jw);
-    eg_jw_arr_end(&jw);
-    eg_jw_obj_end(&jw);
-    eg__api_send(r, &jw, 201);
+    eg_http_respond_json(r, cc->known.made_status, cc->known.made_body, cc->made_len);
 }
 
 /* Adds createClaim statements for every background claim of text (core-contract.md §9.3). */
@@ -404,21 +434,31 @@ void eg__api_mem_create(struct eg_app *app, struct eg_http_req *r)
     extract = !(json_is_false(json_object_get(body, "extract_claims")))
               && !eg__api_is_true(json_object_get(body, "no_supersede"));
 
-    /* The duplicate response echoes the raw kind (body.kind || "fact"), the subject and text. */
-    cc = eg_arena_alloc(&r->arena, sizeof(*cc) + subject_len + 1);
+    cc = eg_arena_alloc(&r->arena, sizeof(*cc));
     b = eg_arena_alloc(&r->arena, sizeof(*b));
     if (id == NULL || tags == NULL || metadata == NULL || source_type == NULL || cc == NULL
         || b == NULL) {
         eg_http_respond_error(r, 413, "payload_too_large");
         return;
     }
-    memcpy((char *)cc + sizeof(*cc), subject, subject_len + 1);
-    cc->text = text;
-    cc->text_len = text_len;
-    v = json_object_get(body, "kind");
-    cc->kind_raw = eg__api_truthy(v) ? eg__api_js_string_raw(&r->arena, v, &cc->kind_len) : "fact";
-    if (!eg__api_truthy(v))
-        cc->kind_len = 4;
+    {
+        /* The duplicate answer echoes the raw kind (body.kind || "fact"), the subject and text. */
+        struct create_fields f = {id, subject, subject_len, text, text_len, kind, "fact", 4};
+
+        v = json_object_get(body, "kind");
+        if (eg__api_truthy(v))
+            f.kind_raw = eg__api_js_string_raw(&r->arena, v, &f.kind_raw_len);
+        cc->known.memory_id = id;
+        cc->known.made_status = 201;
+        cc->known.skipped_status = 200;
+        cc->known.made_body = render_created(r, &f, true, &cc->made_len);
+        cc->known.skipped_body =
+            f.kind_raw != NULL ? render_created(r, &f, false, &cc->skipped_len) : NULL;
+        if (cc->known.made_body == NULL || cc->known.skipped_body == NULL) {
+            eg_http_respond_error(r, 413, "payload_too_large");
+            return;
+        }
+    }
     memset(b, 0, sizeof(*b));
     {
         const char *values[13] = {
@@ -461,7 +501,7 @@ void eg__api_mem_create(struct eg_app *app, struct eg_http_req *r)
             return;
         }
     }
-    eg__api_db(app, r, b, on_created, cc);
+    eg__api_db_known(app, r, b, &cc->known, on_created, cc);
 }
 
 /* ---- PATCH /api/v1/memories/{id} ---------------------------------------------------------- */

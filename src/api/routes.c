@@ -430,7 +430,9 @@ static void dispatch(struct eg_app *app, struct eg_http_req *r, const struct eg_
         return;
     }
     /* Key management answers carry new key text, which must never be stored: no replays. */
-    if (route->id < R_KEYS_LIST && eg__api_idem_begin(app, r, run_route, rt))
+    /* extract may call an LLM provider before it writes: a replay looks up first. */
+    if (route->id < R_KEYS_LIST
+        && eg__api_idem_begin(app, r, run_route, rt, route->id == R_MEM_EXTRACT))
         return;
     run_route(app, r, rt);
 }

@@ -87,21 +87,32 @@ def test_mismatch_and_scope(pair):
     assert count(a, "SELECT count(*) FROM claims") == 3
 
 
-def test_concurrent_duplicates_across_instances(engram):
+# Claims store their answer in a second part of the transaction; memory creates store one of two
+# answers rendered before the write, in the same round trip (eg__api_db_known).
+WRITE_ROUTES = {
+    "claims": ("/api/v1/claims", lambda s: {"subject_id": s, "predicate": "likes",
+                                           "object_value": "tea"}),
+    "memories": ("/api/v1/memories", lambda s: {"subject_id": s, "text": "tea for " + s}),
+}
+
+
+@pytest.mark.parametrize("route", sorted(WRITE_ROUTES))
+def test_concurrent_duplicates_across_instances(engram, route):
+    path, make_body = WRITE_ROUTES[route]
     env = dict(AUTH_ON, ENGRAM_TEST_IDEM_HOLD_MS="400")
     a = engram(env=env)
     b = engram(env=env, db=a.db, migrate=False)
-    k = make_key(a, "p1", "claims:write")["key"]
+    k = make_key(a, "p1", "claims:write,memories:write")["key"]
     outcomes = []
     for i in range(6):
         key = "dup-%d-%s" % (i, uuid.uuid4().hex)
-        body = {"subject_id": "s%d" % i, "predicate": "likes", "object_value": "tea"}
+        body = make_body("s%d" % i)
         res = [None, None]
         barrier = threading.Barrier(2)
 
         def go(j, srv):
             barrier.wait()
-            res[j] = post(srv, "/api/v1/claims", body, key, k)
+            res[j] = post(srv, path, body, key, k)
 
         ts = [threading.Thread(target=go, args=(j, s)) for j, s in enumerate((a, b))]
         for t in ts:
@@ -116,21 +127,24 @@ def test_concurrent_duplicates_across_instances(engram):
             assert loser.header("retry-after") == "1"
             assert json.loads(loser.body)["error"] == "idempotency_key_in_use"
             winner = [r for r in res if r.status == 201][0]
-            again = post(b, "/api/v1/claims", body, key, k)
+            again = post(b, path, body, key, k)
             assert (again.status, again.body) == (201, winner.body)
         else:  # the second arrived after the first committed: a replay
             assert res[0].body == res[1].body
-        assert count(a, "SELECT count(*) FROM claims WHERE subject_id = %s", ("s%d" % i,)) == 1
+        assert count(a, "SELECT count(*) FROM %s WHERE subject_id = %%s" % route,
+                     ("s%d" % i,)) == 1
     assert [201, 409] in outcomes
 
 
-def test_crash_before_commit_rolls_back(engram):
+@pytest.mark.parametrize("route", sorted(WRITE_ROUTES))
+def test_crash_before_commit_rolls_back(engram, route):
+    path, make_body = WRITE_ROUTES[route]
     a = engram(env=dict(AUTH_ON, ENGRAM_TEST_IDEM_HOLD_MS="2500"))
     b = engram(env=AUTH_ON, db=a.db, migrate=False)
-    k = make_key(a, "p1", "claims:write")["key"]
+    k = make_key(a, "p1", "claims:write,memories:write")["key"]
     key = "crash-" + uuid.uuid4().hex
-    body = {"subject_id": "sc", "predicate": "likes", "object_value": "tea"}
-    th = threading.Thread(target=lambda: _swallow(lambda: post(a, "/api/v1/claims", body, key, k)))
+    body = make_body("sc")
+    th = threading.Thread(target=lambda: _swallow(lambda: post(a, path, body, key, k)))
     th.start()
     time.sleep(0.5)
     a.kill()
@@ -138,13 +152,13 @@ def test_crash_before_commit_rolls_back(engram):
     t0 = time.monotonic()
     seen = []
     while time.monotonic() - t0 < 8:
-        r = post(b, "/api/v1/claims", body, key, k)
+        r = post(b, path, body, key, k)
         seen.append(r.status)
         if r.status != 409:
             break
         time.sleep(0.1)
     assert seen[-1] == 201 and set(seen[:-1]) <= {409}, seen
-    assert count(b, "SELECT count(*) FROM claims WHERE subject_id = 'sc'") == 1
+    assert count(b, "SELECT count(*) FROM %s WHERE subject_id = 'sc'" % route) == 1
 
 
 def _swallow(fn):
@@ -194,6 +208,65 @@ def test_validation_errors_are_not_stored_but_executed_4xx_are(engram):
     assert nf.status == 404
     nf2 = post(srv, "/api/v1/memories/mem_missing", {"text": "x"}, "nf-" + key, method="PATCH")
     assert (nf2.status, nf2.body) == (404, nf.body) and nf2.header("idempotent-replayed") == "true"
+
+
+def test_duplicate_skip_is_stored_as_such(engram_server):
+    """A keyed create skipped as a duplicate (DECISIONS.md item 4) stores and replays the 200
+    skip, also when the client's id names an existing memory: the stored answer follows what the
+    transaction wrote, not what the table holds."""
+    srv = engram_server
+    sub = "dup-" + uuid.uuid4().hex[:8]
+    first = post(srv, "/api/v1/memories", {"subject_id": sub, "text": "Same text", "id": "m-" + sub},
+                 None)
+    assert first.status == 201, first
+    for body in ({"subject_id": sub, "text": "same  TEXT", "kind": "note"},
+                 {"subject_id": sub, "text": "Same text", "id": "m-" + sub}):
+        key = "skip-" + uuid.uuid4().hex
+        r1 = post(srv, "/api/v1/memories", body, key)
+        assert r1.status == 200, r1
+        assert json.loads(r1.body) == {"id": None, "subject_id": sub, "text": body["text"],
+                                       "kind": body.get("kind", "fact"), "created": False,
+                                       "skipped": True, "reason": "duplicate"}
+        r2 = post(srv, "/api/v1/memories", body, key)
+        assert (r2.status, r2.body) == (200, r1.body) and r2.header("idempotent-replayed"), r2
+    made = post(srv, "/api/v1/memories", {"subject_id": sub, "text": "Other text"}, "made-" + sub)
+    again = post(srv, "/api/v1/memories", {"subject_id": sub, "text": "Other text"}, "made-" + sub)
+    assert made.status == 201 and (again.status, again.body) == (201, made.body)
+    assert again.header("idempotent-replayed") == "true"
+    stored = srv.cluster.query(srv.db, "SELECT status, body FROM idempotency_keys "
+                               "WHERE idem_key = %s", ("made-" + sub,))
+    assert stored == [(201, made.body.decode())]
+    assert count(srv, "SELECT count(*) FROM memories WHERE subject_id = %s", (sub,)) == 2
+
+
+def test_retry_that_collides_with_its_first_execution_replays(engram_server):
+    """A retry runs its write before it meets the stored response; a client-chosen id makes that
+    write fail (the first execution made the row), and the stored answer still wins."""
+    srv = engram_server
+    mid = "mem_fixed_" + uuid.uuid4().hex[:8]
+    body = {"subject_id": "fixed", "text": "a memory with its own id", "id": mid}
+    key = "fixed-" + uuid.uuid4().hex
+    first = post(srv, "/api/v1/memories", body, key)
+    assert first.status == 201 and json.loads(first.body)["id"] == mid, first
+    again = post(srv, "/api/v1/memories", body, key)
+    assert (again.status, again.body) == (201, first.body), again
+    assert again.header("idempotent-replayed") == "true"
+    other = post(srv, "/api/v1/memories", dict(body, text="another text"), "other-" + key)
+    assert other.status == 409 and json.loads(other.body)["error"] == "memory_exists", other
+    assert count(srv, "SELECT count(*) FROM memories WHERE id = %s", (mid,)) == 1
+    assert count(srv, "SELECT count(*) FROM idempotency_keys WHERE idem_key = %s",
+                 ("other-" + key,)) == 0
+
+
+def test_validation_error_needs_no_database(engram, private_pg):
+    """The answer given before any database work waits for the lookup of the key, but a failed
+    lookup leaves it as it was: a 400 stays a 400 while PostgreSQL is down."""
+    srv = engram(cluster=private_pg)
+    private_pg.stop("fast")
+    r = post(srv, "/api/v1/memories", {"subject_id": "sv"}, "v-" + uuid.uuid4().hex)
+    assert r.status == 400 and json.loads(r.body)["error"] != "service_unavailable", r
+    private_pg.start()
+    srv.wait_ready(20)
 
 
 @pytest.mark.parametrize("value", ["", '""', "x" * 256, "a\x01b", '"abc', 'ab"c', "a b",
