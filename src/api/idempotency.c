@@ -420,7 +420,7 @@ static void on_known_done(const struct eg_db_reply *rep, void *data)
         first_part_failed(w, rep);
         return;
     }
-    eg__api_wrote(im->app);
+    /* The handler answers after the commit here, so its own eg__api_wrote is the poke. */
     if (im->app->cfg->test_idem_crash_after_commit)
         raise(SIGKILL); /* I5, as on_write_done */
     mine.results = rep->results + im->offset;
