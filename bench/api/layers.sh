@@ -4,9 +4,10 @@
 # One self-contained run (about 6 minutes), on 127.0.0.1 in a temp dir: a throwaway PostgreSQL 15
 # and Redis, then engramd restarted for each layer setting:
 #   off          CORE's open API (ENGRAM_AUTH=off, no Idempotency-Key, no rate limit)
-#   auth         API keys on; every request carries `Authorization: Bearer` (a cached key)
-#   idempotency  auth off; every write carries its own Idempotency-Key (lookup + claim + stored
-#                response in the write's transaction)
+#   auth         API keys on; every request carries `Authorization: Bearer` (a cached key), and
+#                every write adds its audit row
+#   idempotency  auth off; every write carries its own Idempotency-Key (claim + stored response
+#                in the write's own pipelined transaction)
 #   ratelimit    auth off; a rate limit far above the load (ENGRAM_RATE_LIMIT=100000000 per 60 s),
 #                counted in Redis per client address
 #   all          the three together
