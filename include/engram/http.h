@@ -325,9 +325,12 @@ struct eg_http_server *eg_http_server_new(uv_loop_t *loop, const struct eg_http_
                                           void *data);
 /** Accept callback for eg_net_listeners_start (data is the server). */
 void eg_http_server_accept(uv_stream_t *listener, void *server);
+/** How long a drain leaves idle keep-alive connections open for one last request. */
+#define EG_HTTP_DRAIN_IDLE_GRACE_MS 1000
 /**
- * Starts draining: idle connections close now, busy ones close after their in-flight responses
- * (Connection: close), and no further requests are read.
+ * Starts draining: busy connections close after their in-flight responses (Connection: close)
+ * and read no further requests; idle keep-alive connections may still bring one request, which
+ * is answered with Connection: close, and are closed EG_HTTP_DRAIN_IDLE_GRACE_MS from now.
  */
 void eg_http_server_drain(struct eg_http_server *s);
 /** Force-closes every connection (drain deadline passed). */

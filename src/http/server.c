@@ -48,6 +48,7 @@ struct eg_http_server {
     struct eg_http_server_stats stats;
     bool is_draining;
     uv_timer_t resume_timer; /* runs connections that used up their budget */
+    uv_timer_t grace_timer;  /* a drain's end of grace for idle keep-alive connections */
     struct eg_http_conn *resume_head;
     bool is_closed;
     time_t date_sec;
@@ -690,7 +691,26 @@ struct eg_http_server *eg_http_server_new(uv_loop_t *loop, const struct eg_http_
     s->data = data;
     uv_timer_init(loop, &s->resume_timer);
     s->resume_timer.data = s;
+    uv_timer_init(loop, &s->grace_timer);
+    s->grace_timer.data = s;
     return s;
+}
+
+/* Closes the connections with nothing in flight; the rest close after their last answer. */
+static void close_idle(struct eg_http_server *s)
+{
+    struct eg_http_conn *next;
+
+    for (struct eg_http_conn *c = s->conns; c != NULL; c = next) {
+        next = c->next;
+        if (c->inflight == 0 && !c->parser.in_message)
+            eg_net_conn_close(&c->net);
+    }
+}
+
+static void on_grace_timer(uv_timer_t *t)
+{
+    close_idle(t->data);
 }
 
 void eg_http_server_drain(struct eg_http_server *s)
@@ -699,12 +719,17 @@ void eg_http_server_drain(struct eg_http_server *s)
     struct eg_http_conn *next;
 
     s->is_draining = true;
+    /*
+     * Idle keep-alive connections stay open for EG_HTTP_DRAIN_IDLE_GRACE_MS: a proxy may have
+     * sent a request on one a moment ago (HAProxy reuses its idle server connections), and
+     * closing it now would lose that request (a POST is not retried). A request that arrives
+     * in the grace is answered with `Connection: close` (dispatch); then the rest close.
+     */
+    uv_timer_start(&s->grace_timer, on_grace_timer, EG_HTTP_DRAIN_IDLE_GRACE_MS, 0);
     for (c = s->conns; c != NULL; c = next) {
         next = c->next;
-        if (c->inflight == 0 && !c->parser.in_message) {
-            eg_net_conn_close(&c->net);
+        if (c->inflight == 0 && !c->parser.in_message)
             continue;
-        }
         /* A request still arriving keeps reading; dispatch() marks it the connection's last. */
         if (c->parser.in_message)
             continue;
@@ -721,6 +746,7 @@ void eg_http_server_close_all(struct eg_http_server *s)
     if (!s->is_closed) {
         s->is_closed = true;
         uv_close((uv_handle_t *)&s->resume_timer, NULL);
+        uv_close((uv_handle_t *)&s->grace_timer, NULL);
     }
     for (struct eg_http_conn *c = s->conns; c != NULL; c = c->next)
         eg_net_conn_close(&c->net);

@@ -146,3 +146,44 @@ def test_sigint_also_drains(engram):
     srv.proc.send_signal(signal.SIGINT)
     rc = srv.wait_exit(timeout=15)
     assert rc == 0, "exit code %s after SIGINT:\n%s" % (rc, srv.log_tail())
+
+
+def test_idle_keepalive_connection_gets_one_last_request(engram):
+    """A proxy may send a request on a pooled idle connection just as the drain starts (HAProxy
+    reuses them, and does not retry a POST). The drain leaves idle keep-alive connections open
+    for a grace second: such a request is answered, with Connection: close, and then the
+    connection and the process end."""
+    srv = engram(env={"ENGRAM_DRAIN_TIMEOUT_MS": "10000"})
+    idle = srv.conn(timeout=5)
+    idle.send(request_bytes("GET", "/health/live"))
+    assert idle.read_response().status == 200
+    t0 = time.monotonic()
+    srv.terminate()
+    time.sleep(0.2)  # well inside the grace, and after the signal was handled
+    assert srv.proc.poll() is None
+    body = json.dumps({"subject_id": "u-grace", "text": "sent on an idle connection"}).encode()
+    idle.send(request_bytes("POST", "/api/v1/memories",
+                            {"Content-Type": "application/json",
+                             "Content-Length": str(len(body)), "x-project-id": "p1"}) + body)
+    r = idle.read_response(timeout=5)
+    assert r.status == 201, r
+    assert (r.header("connection") or "").lower() == "close", r
+    idle.close()
+    rc = srv.wait_exit(timeout=15)
+    assert rc == 0
+    assert time.monotonic() - t0 < 5, "exit took %.1fs" % (time.monotonic() - t0)
+
+
+def test_idle_keepalive_connections_close_after_the_grace(engram):
+    srv = engram(env={"ENGRAM_DRAIN_TIMEOUT_MS": "10000"})
+    idle = srv.conn(timeout=5)
+    idle.send(request_bytes("GET", "/health/live"))
+    assert idle.read_response().status == 200
+    t0 = time.monotonic()
+    srv.terminate()
+    idle.sock.settimeout(5)
+    data = idle.sock.recv(100)  # nothing is sent on it: the server just closes it
+    closed_after = time.monotonic() - t0
+    assert data == b"", data
+    assert 0.5 <= closed_after < 3, "idle connection closed %.2fs after SIGTERM" % closed_after
+    assert srv.wait_exit(timeout=15) == 0
