@@ -148,17 +148,23 @@ def test_sigint_also_drains(engram):
     assert rc == 0, "exit code %s after SIGINT:\n%s" % (rc, srv.log_tail())
 
 
-def test_idle_keepalive_connection_gets_one_last_request(engram):
-    """A proxy may send a request on a pooled idle connection just as the drain starts (HAProxy
-    reuses them, and does not retry a POST). The drain leaves idle keep-alive connections open
-    for a grace second: such a request is answered, with Connection: close, and then the
-    connection and the process end."""
+def _sigterm_with_idle_connection(engram):
+    """An engramd with one idle keep-alive connection (one request done), then SIGTERM."""
     srv = engram(env={"ENGRAM_DRAIN_TIMEOUT_MS": "10000"})
     idle = srv.conn(timeout=5)
     idle.send(request_bytes("GET", "/health/live"))
     assert idle.read_response().status == 200
     t0 = time.monotonic()
     srv.terminate()
+    return srv, idle, t0
+
+
+def test_idle_keepalive_connection_gets_one_last_request(engram):
+    """A proxy may send a request on a pooled idle connection just as the drain starts (HAProxy
+    reuses them, and does not retry a POST). The drain leaves idle keep-alive connections open
+    for a grace second: such a request is answered, with Connection: close, and then the
+    connection and the process end."""
+    srv, idle, t0 = _sigterm_with_idle_connection(engram)
     time.sleep(0.2)  # well inside the grace, and after the signal was handled
     assert srv.proc.poll() is None
     body = json.dumps({"subject_id": "u-grace", "text": "sent on an idle connection"}).encode()
@@ -175,12 +181,7 @@ def test_idle_keepalive_connection_gets_one_last_request(engram):
 
 
 def test_idle_keepalive_connections_close_after_the_grace(engram):
-    srv = engram(env={"ENGRAM_DRAIN_TIMEOUT_MS": "10000"})
-    idle = srv.conn(timeout=5)
-    idle.send(request_bytes("GET", "/health/live"))
-    assert idle.read_response().status == 200
-    t0 = time.monotonic()
-    srv.terminate()
+    srv, idle, t0 = _sigterm_with_idle_connection(engram)
     idle.sock.settimeout(5)
     data = idle.sock.recv(100)  # nothing is sent on it: the server just closes it
     closed_after = time.monotonic() - t0
