@@ -111,9 +111,11 @@ void eg__api_db(struct eg_app *app, struct eg_http_req *r, const struct eg_db_ba
 struct eg__api_known {
     const char *memory_id;
     int made_status;
-    const char *made_body;
+    const char *made_body; /* NUL-terminated, made_len bytes */
+    size_t made_len;
     int skipped_status;
     const char *skipped_body;
+    size_t skipped_len;
 };
 /**
  * As eg__api_db, for a write whose answer is one of known's: with an Idempotency-Key, the

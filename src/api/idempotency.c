@@ -56,16 +56,18 @@ struct eg__api_idem {
     const char *principal;
     eg__api_route_fn *run;
     void *run_data;
-    bool is_armed;   /* the next write batch claims the key */
-    bool did_retry;  /* one replay re-check after losing a race */
-    bool is_refusal; /* the lookup runs for an answer held before any database work */
-    bool is_failed;  /* the lookup runs for a write that failed; `failure` is its reply */
+    bool is_armed;  /* the next write batch claims the key */
+    bool did_retry; /* one replay re-check after losing a race */
+    enum {
+        LOOKUP_FIRST,   /* before the handler runs (lookup_first) */
+        LOOKUP_REFUSAL, /* for an answer held before any database work */
+        LOOKUP_FAILURE, /* for a write that failed; `failure` is its reply */
+    } lookup_for;
     struct eg_db_reply failure;
     char failure_state[6];
     size_t offset; /* statements put in front of the handler's */
     struct eg_db_batch lookup;
     struct eg_db_batch tail;
-    struct eg_db_batch *full;
     struct api_write *w;
 };
 
@@ -248,47 +250,15 @@ static bool look_after_failure(struct eg__api_idem *im, const struct eg_db_reply
     im->failure.message = eg_arena_strndup(&r->arena, rep->message, strlen(rep->message));
     if (im->failure.message == NULL)
         im->failure.message = "";
-    im->is_failed = true;
+    im->lookup_for = LOOKUP_FAILURE;
     eg_http_hold(r); /* whichever answer comes, on_lookup sends it last */
     lookup(im, r);
     return true;
 }
 
-static void on_lookup(struct eg_app *app, struct eg_http_req *r, const struct eg_db_reply *rep,
-                      void *data)
+/* The response stored under r's key: replayed, or refused with 422 when r is another request. */
+static void answer_stored(struct eg__api_idem *im, struct eg_http_req *r, const PGresult *res)
 {
-    struct eg__api_idem *im = data;
-    const PGresult *res = rep->status == 0 && rep->nresults > 0 ? rep->results[0] : NULL;
-
-    if (im->is_refusal) {
-        /* The held answer stands unless the key was used: it needs no database to be right. */
-        if (res == NULL || PQntuples(res) == 0) {
-            eg_http_release(r);
-            return;
-        }
-        eg_http_discard_held(r);
-        im->is_refusal = false;
-        on_lookup(app, r, rep, data);
-        eg_http_release(r);
-        return;
-    }
-    if (im->is_failed) {
-        /* A stored response wins over the failure of the write that ran into it. */
-        im->is_failed = false;
-        if (rep->status != 0 || res == NULL || PQntuples(res) == 0)
-            answer_failure(im, rep->status != 0 ? rep : &im->failure);
-        else
-            on_lookup(app, r, rep, data);
-        eg_http_release(r); /* may free r */
-        return;
-    }
-    if (eg__api_db_failed(r, rep))
-        return;
-    if (res == NULL || PQntuples(res) == 0) {
-        im->is_armed = true;
-        im->run(app, r, im->run_data);
-        return;
-    }
     if (strcmp(PQgetvalue(res, 0, 0), im->fingerprint) != 0) {
         eg__api_error_msg(r, 422, "idempotency_key_reused",
                           "This Idempotency-Key was used with a different request (method, path, "
@@ -298,6 +268,42 @@ static void on_lookup(struct eg_app *app, struct eg_http_req *r, const struct eg
     eg_http_add_header(r, "Idempotent-Replayed", "true");
     eg_http_respond_json(r, (int)eg_db_get_ll(res, 0, 1, 500), PQgetvalue(res, 0, 2),
                          (size_t)PQgetlength(res, 0, 2));
+}
+
+static void on_lookup(struct eg_app *app, struct eg_http_req *r, const struct eg_db_reply *rep,
+                      void *data)
+{
+    struct eg__api_idem *im = data;
+    const PGresult *res = rep->status == 0 && rep->nresults > 0 ? rep->results[0] : NULL;
+    bool found = res != NULL && PQntuples(res) > 0;
+
+    switch (im->lookup_for) {
+    case LOOKUP_REFUSAL:
+        /* The held answer stands unless the key was used: it needs no database to be right. */
+        if (found) {
+            eg_http_discard_held(r);
+            answer_stored(im, r, res);
+        }
+        eg_http_release(r); /* may free r */
+        return;
+    case LOOKUP_FAILURE:
+        /* A stored response wins over the failure of the write that ran into it. */
+        if (found)
+            answer_stored(im, r, res);
+        else
+            answer_failure(im, rep->status != 0 ? rep : &im->failure);
+        eg_http_release(r); /* may free r */
+        return;
+    case LOOKUP_FIRST: break;
+    }
+    if (eg__api_db_failed(r, rep))
+        return;
+    if (!found) {
+        im->is_armed = true;
+        im->run(app, r, im->run_data);
+        return;
+    }
+    answer_stored(im, r, res);
 }
 
 static void lookup(struct eg__api_idem *im, struct eg_http_req *r)
@@ -359,7 +365,7 @@ bool eg__api_idem_begin(struct eg_app *app, struct eg_http_req *r, eg__api_route
     run(app, r, data);
     if (im->is_armed && r->has_responded) {
         im->is_armed = false;
-        im->is_refusal = true;
+        im->lookup_for = LOOKUP_REFUSAL;
         lookup(im, r);
         return true;
     }
@@ -370,17 +376,26 @@ bool eg__api_idem_begin(struct eg_app *app, struct eg_http_req *r, eg__api_route
 
 /* ---- the write, in two parts of one transaction ------------------------------------------- */
 
+/* rep as the handler sees it: the results of its own statements only, not the claim's. */
+static struct eg_db_reply handler_reply(const struct eg__api_idem *im,
+                                        const struct eg_db_reply *rep)
+{
+    struct eg_db_reply mine = *rep;
+
+    mine.results = rep->results + im->offset;
+    mine.nresults = rep->nresults >= im->offset ? rep->nresults - im->offset : 0;
+    return mine;
+}
+
 static const struct eg_db_batch *on_write_mid(const struct eg_db_reply *rep, void *data)
 {
     struct api_write *w = data;
     struct eg__api_idem *im = w->idem;
     struct eg_http_req *r = w->r;
-    struct eg_db_reply mine = *rep;
+    struct eg_db_reply mine = handler_reply(im, rep);
     const char *v[7];
 
-    /* The handler sees its own results only, and answers into a held response. */
-    mine.results = rep->results + im->offset;
-    mine.nresults = rep->nresults >= im->offset ? rep->nresults - im->offset : 0;
+    /* The handler answers into a held response. */
     eg_http_hold(r);
     w->handler_ran = true;
     w->fn(im->app, r, &mine, w->data);
@@ -413,7 +428,7 @@ static void on_known_done(const struct eg_db_reply *rep, void *data)
 {
     struct api_write *w = data;
     struct eg__api_idem *im = w->idem;
-    struct eg_db_reply mine = *rep;
+    struct eg_db_reply mine;
 
     w->q = NULL;
     if (rep->status != 0) {
@@ -423,8 +438,7 @@ static void on_known_done(const struct eg_db_reply *rep, void *data)
     /* The handler answers after the commit here, so its own eg__api_wrote is the poke. */
     if (im->app->cfg->test_idem_crash_after_commit)
         raise(SIGKILL); /* I5, as on_write_done */
-    mine.results = rep->results + im->offset;
-    mine.nresults = rep->nresults >= im->offset ? rep->nresults - im->offset : 0;
+    mine = handler_reply(im, rep);
     w->fn(im->app, w->r, &mine, w->data);
 }
 
@@ -506,7 +520,6 @@ bool eg__api_idem_db(struct eg_app *app, struct eg_http_req *r, const struct eg_
             return true;
         }
     }
-    im->full = full;
     im->w = w;
     if (known != NULL) {
         const char *v[10];

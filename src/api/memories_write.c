@@ -239,12 +239,6 @@ static bool id_and_batch(struct eg_http_req *r, const char **id, bool *has_nul,
  * exactly the values it was given), so a keyed create stores its answer in the same round trip
  * (eg__api_db_known).
  */
-struct create_ctx {
-    struct eg__api_known known;
-    size_t made_len;
-    size_t skipped_len;
-};
-
 struct create_fields {
     const char *id;
     const char *subject;
@@ -307,7 +301,7 @@ static const char *render_created(struct eg_http_req *r, const struct create_fie
 static void on_created(struct eg_app *app, struct eg_http_req *r, const struct eg_db_reply *rep,
                        void *data)
 {
-    struct create_ctx *cc = data;
+    const struct eg__api_known *k = data;
 
     if (rep->status != 0 && strcmp(rep->sqlstate, "23505") == 0
         && strstr(rep->message, "memories_pkey") != NULL) {
@@ -318,11 +312,11 @@ static void on_created(struct eg_app *app, struct eg_http_req *r, const struct e
         return;
     if (PQntuples(rep->results[0]) == 0) {
         /* No row: an active memory of the subject has the same text (DECISIONS.md item 4). */
-        eg_http_respond_json(r, cc->known.skipped_status, cc->known.skipped_body, cc->skipped_len);
+        eg_http_respond_json(r, k->skipped_status, k->skipped_body, k->skipped_len);
         return;
     }
     eg__api_wrote(app);
-    eg_http_respond_json(r, cc->known.made_status, cc->known.made_body, cc->made_len);
+    eg_http_respond_json(r, k->made_status, k->made_body, k->made_len);
 }
 
 /* Adds createClaim statements for every background claim of text (core-contract.md §9.3). */
@@ -380,7 +374,7 @@ void eg__api_mem_create(struct eg_app *app, struct eg_http_req *r)
     const char *project = eg__api_project(r);
     json_t *body = eg__api_body(app, r);
     struct eg_db_batch *b;
-    struct create_ctx *cc;
+    struct eg__api_known *known;
     const char *subject;
     const char *text;
     const char *id;
@@ -434,9 +428,9 @@ void eg__api_mem_create(struct eg_app *app, struct eg_http_req *r)
     extract = !(json_is_false(json_object_get(body, "extract_claims")))
               && !eg__api_is_true(json_object_get(body, "no_supersede"));
 
-    cc = eg_arena_alloc(&r->arena, sizeof(*cc));
+    known = eg_arena_alloc(&r->arena, sizeof(*known));
     b = eg_arena_alloc(&r->arena, sizeof(*b));
-    if (id == NULL || tags == NULL || metadata == NULL || source_type == NULL || cc == NULL
+    if (id == NULL || tags == NULL || metadata == NULL || source_type == NULL || known == NULL
         || b == NULL) {
         eg_http_respond_error(r, 413, "payload_too_large");
         return;
@@ -448,13 +442,13 @@ void eg__api_mem_create(struct eg_app *app, struct eg_http_req *r)
         v = json_object_get(body, "kind");
         if (eg__api_truthy(v))
             f.kind_raw = eg__api_js_string_raw(&r->arena, v, &f.kind_raw_len);
-        cc->known.memory_id = id;
-        cc->known.made_status = 201;
-        cc->known.skipped_status = 200;
-        cc->known.made_body = render_created(r, &f, true, &cc->made_len);
-        cc->known.skipped_body =
-            f.kind_raw != NULL ? render_created(r, &f, false, &cc->skipped_len) : NULL;
-        if (cc->known.made_body == NULL || cc->known.skipped_body == NULL) {
+        known->memory_id = id;
+        known->made_status = 201;
+        known->skipped_status = 200;
+        known->made_body = render_created(r, &f, true, &known->made_len);
+        known->skipped_body =
+            f.kind_raw != NULL ? render_created(r, &f, false, &known->skipped_len) : NULL;
+        if (known->made_body == NULL || known->skipped_body == NULL) {
             eg_http_respond_error(r, 413, "payload_too_large");
             return;
         }
@@ -501,7 +495,7 @@ void eg__api_mem_create(struct eg_app *app, struct eg_http_req *r)
             return;
         }
     }
-    eg__api_db_known(app, r, b, &cc->known, on_created, cc);
+    eg__api_db_known(app, r, b, known, on_created, known);
 }
 
 /* ---- PATCH /api/v1/memories/{id} ---------------------------------------------------------- */

@@ -696,9 +696,11 @@ struct eg_http_server *eg_http_server_new(uv_loop_t *loop, const struct eg_http_
     return s;
 }
 
-/* Closes the connections with nothing in flight; the rest close after their last answer. */
-static void close_idle(struct eg_http_server *s)
+/* A drain's grace is over: close the connections with nothing in flight (the rest close after
+ * their last answer). */
+static void on_grace_timer(uv_timer_t *t)
 {
+    struct eg_http_server *s = t->data;
     struct eg_http_conn *next;
 
     for (struct eg_http_conn *c = s->conns; c != NULL; c = next) {
@@ -708,16 +710,8 @@ static void close_idle(struct eg_http_server *s)
     }
 }
 
-static void on_grace_timer(uv_timer_t *t)
-{
-    close_idle(t->data);
-}
-
 void eg_http_server_drain(struct eg_http_server *s)
 {
-    struct eg_http_conn *c;
-    struct eg_http_conn *next;
-
     s->is_draining = true;
     /*
      * Idle keep-alive connections stay open for EG_HTTP_DRAIN_IDLE_GRACE_MS: a proxy may have
@@ -726,12 +720,10 @@ void eg_http_server_drain(struct eg_http_server *s)
      * in the grace is answered with `Connection: close` (dispatch); then the rest close.
      */
     uv_timer_start(&s->grace_timer, on_grace_timer, EG_HTTP_DRAIN_IDLE_GRACE_MS, 0);
-    for (c = s->conns; c != NULL; c = next) {
-        next = c->next;
-        if (c->inflight == 0 && !c->parser.in_message)
-            continue;
-        /* A request still arriving keeps reading; dispatch() marks it the connection's last. */
-        if (c->parser.in_message)
+    for (struct eg_http_conn *c = s->conns; c != NULL; c = c->next) {
+        /* Idle: the grace. A request still arriving keeps reading; dispatch() marks it the
+         * connection's last. */
+        if (c->inflight == 0 || c->parser.in_message)
             continue;
         /* Finish what is in flight, announce the close on the last response, then close. */
         c->want_close = true;
