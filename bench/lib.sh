@@ -99,6 +99,32 @@ start_pg() {
 }
 q() { "${PSQL[@]}" -tA -c "$1"; }
 
+# ---------------------------------------------------------------- CPU accounting
+
+CLK_TCK=$(getconf CLK_TCK)
+CHILD_TICKS=0
+# CPU ticks (user+system) used so far by a process and its live direct children.
+proc_ticks() {
+  local sum=0 p v
+  for p in "$1" $(pgrep -P "$1"); do
+    v=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}')
+    sum=$(( sum + ${v:-0} ))
+  done
+  echo "$sum"
+}
+# Busy CPU ticks of the whole machine (all CPUs): what the measured processes did not use is
+# other load.
+machine_busy_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
+# CPU ticks (user+system) of this shell's waited-for children so far (the load tool, once reaped),
+# into CHILD_TICKS. `times` must run in this shell, not in a $(...) subshell.
+children_ticks() {
+  times >"$TMP/times"
+  CHILD_TICKS=$(tail -n1 "$TMP/times" | awk -v clk="$CLK_TCK" '{
+    n = 0
+    for (i = 1; i <= 2; i++) { split($i, a, "m"); sub("s", "", a[2]); n += a[1] * 60 + a[2] }
+    printf "%d\n", n * clk + 0.5 }')
+}
+
 start_redis() {
   local _
   mkdir "$TMP/redis"

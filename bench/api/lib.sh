@@ -10,8 +10,7 @@ ENGRAM_EXTRA_ENV=()
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
 bench_init "$BENCH_NAME"
-ENGRAM_PID='' CHILD_TICKS=0
-CLK_TCK=$(getconf CLK_TCK)
+ENGRAM_PID=''
 # Production-like: PostgreSQL's defaults (fsync, synchronous_commit and full_page_writes on), so
 # every acknowledged create is on disk; pgbench runs against the same server in the same run.
 PG_SETTINGS="defaults: fsync=on, synchronous_commit=on, full_page_writes=on, shared_buffers=128MB"
@@ -62,34 +61,10 @@ check_engramd() {
 
 # ---------------------------------------------------------------- CPU accounting
 
-# CPU ticks (user+system) of a process and its live direct children.
-proc_ticks() {
-  local sum=0 p v
-  for p in "$1" $(pgrep -P "$1"); do
-    v=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}')
-    sum=$(( sum + ${v:-0} ))
-  done
-  echo "$sum"
-}
-# PostgreSQL: the postmaster, its live children (backends, workers) and the children it has
+# PostgreSQL: the postmaster and its live children (backends, workers), plus the children it has
 # reaped (cutime/cstime: backends of pgbench connections that ended during the run).
 pg_ticks() {
-  local own live
-  own=$(sed 's/.*) //' "/proc/$PG_PID/stat" | awk '{print $12 + $13 + $14 + $15}')
-  live=0
-  for p in $(pgrep -P "$PG_PID"); do
-    v=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}')
-    live=$(( live + ${v:-0} ))
-  done
-  echo $(( own + live ))
-}
-machine_busy_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
-children_ticks() {
-  times >"$TMP/times"
-  CHILD_TICKS=$(tail -n1 "$TMP/times" | awk -v clk="$CLK_TCK" '{
-    n = 0
-    for (i = 1; i <= 2; i++) { split($i, a, "m"); sub("s", "", a[2]); n += a[1] * 60 + a[2] }
-    printf "%d\n", n * clk + 0.5 }')
+  echo $(( $(sed 's/.*) //' "/proc/$PG_PID/stat" | awk '{print $14 + $15}') + $(proc_ticks "$PG_PID") ))
 }
 cpu_begin() {
   C_SRV0=$(proc_ticks "$ENGRAM_PID"); C_PG0=$(pg_ticks); C_ALL0=$(machine_busy_ticks)
@@ -124,20 +99,34 @@ record() {   # json: append to runs.jsonl and print one line
 
 # ---------------------------------------------------------------- load runners
 
+# load_run NAME OUT CMD...: one run of a load tool on LOAD_CPUS, output to OUT, inside the CPU
+# accounting (cpu_begin/cpu_end). In the background + wait (LOAD_PID), so a signal to the script
+# is handled at once and the cleanup stops the tool. Dies with the output when the tool fails.
+load_run() {
+  local name=$1 out=$2; shift 2
+  cpu_begin
+  pin "$LOAD_CPUS"
+  "${PIN[@]}" "$@" >"$out" 2>&1 &
+  LOAD_PID=$!
+  wait "$LOAD_PID" || { cat "$out" >&2; die "$name failed"; }
+  LOAD_PID=''
+  cpu_end
+}
+# tool_json TAG OUT: the one-line JSON summary a load tool printed after TAG.
+tool_json() {
+  local line
+  line=$(sed -n "s/^$1 //p" "$2")
+  [ -n "$line" ] || { cat "$2" >&2; die "no $1 line in $2"; }
+  printf '%s\n' "$line"
+}
+
 # run_wrk scenario round duration lua [env...]: wrk -t1 -cCONNS against engramd.
 run_wrk() {
   local sc=$1 round=$2 dur=$3 lua=$4 out line; shift 4
   out=$TMP/wrk-$sc-$round.txt
-  cpu_begin
-  pin "$LOAD_CPUS"
-  env "$@" "${PIN[@]}" timeout $(( $(secs "$dur") + 20 )) \
-    wrk -t1 -c"$CONNS" -d"$dur" --timeout 5s --latency -s "$HERE/$lua" "$BASE" >"$out" 2>&1 &
-  LOAD_PID=$!
-  wait "$LOAD_PID" || { cat "$out" >&2; die "wrk failed ($sc)"; }
-  LOAD_PID=''
-  cpu_end
-  line=$(sed -n 's/^WRKJSON //p' "$out")
-  [ -n "$line" ] || { cat "$out" >&2; die "no WRKJSON line from wrk"; }
+  load_run "wrk ($sc)" "$out" env "$@" timeout $(( $(secs "$dur") + 20 )) \
+    wrk -t1 -c"$CONNS" -d"$dur" --timeout 5s --latency -s "$HERE/$lua" "$BASE"
+  line=$(tool_json WRKJSON "$out") || exit 1
   line=$(jq -c --arg sc "$sc" --arg r "$round" \
     '. + {scenario: $sc, round: $r, errors: (.err_connect + .err_read + .err_write + .err_status + .err_timeout + (.status_other // 0))}' <<<"$line")
   line=$(cpu_json "$line")
@@ -157,15 +146,9 @@ run_pgbench() {
   sed -e "s#@PROJECT@#$PGB_PROJECT#g" -e "s#@SUBJECT@#$subj#g" -e "s#@WORDS@#$PGB_WORDS#g" \
     "$HERE/pgbench-write.sql.in" >"$script"
   rm -f "$TMP"/pgblog.*
-  cpu_begin
-  pin "$LOAD_CPUS"
-  "${PIN[@]}" timeout $(( $(secs "$dur") + 30 )) \
+  load_run "pgbench ($sc)" "$out" timeout $(( $(secs "$dur") + 30 )) \
     pgbench -h 127.0.0.1 -p "$PG_PORT" -U engram -n -M "$mode" -c "$CONNS" -j 1 \
-      -T "$(secs "$dur")" -f "$script" -l --log-prefix="$TMP/pgblog" engram >"$out" 2>&1 &
-  LOAD_PID=$!
-  wait "$LOAD_PID" || { cat "$out" >&2; die "pgbench failed ($sc)"; }
-  LOAD_PID=''
-  cpu_end
+      -T "$(secs "$dur")" -f "$script" -l --log-prefix="$TMP/pgblog" engram
   # Per-transaction log: client tx latency_us script epoch_s epoch_us (latency is field 3).
   lat=$(cat "$TMP"/pgblog.* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {
     if (NR == 0) { print "null null null null"; exit }
@@ -190,16 +173,10 @@ run_pgbench() {
 run_paced() {
   local sc=$1 round=$2 rate=$3 dur=$4 out line; shift 4
   out=$TMP/paced-$sc-$round.txt
-  cpu_begin
-  pin "$LOAD_CPUS"
-  "${PIN[@]}" timeout $(( dur + 40 )) node "$HERE/paced.js" --url "$BASE" --project "$PROJECT" \
-    --rate "$rate" --duration "$dur" --conns "$CONNS" --tag "$sc-$round-$RANDOM" "$@" >"$out" 2>&1 &
-  LOAD_PID=$!
-  wait "$LOAD_PID" || { cat "$out" >&2; die "paced.js failed ($sc)"; }
-  LOAD_PID=''
-  cpu_end
-  line=$(sed -n 's/^PACEDJSON //p' "$out")
-  [ -n "$line" ] || { cat "$out" >&2; die "no PACEDJSON line from paced.js"; }
+  load_run "paced.js ($sc)" "$out" timeout $(( dur + 40 )) node "$HERE/paced.js" --url "$BASE" \
+    --project "$PROJECT" --rate "$rate" --duration "$dur" --conns "$CONNS" \
+    --tag "$sc-$round-$RANDOM" "$@"
+  line=$(tool_json PACEDJSON "$out") || exit 1
   line=$(jq -c --arg sc "$sc" --arg r "$round" \
     '. + {scenario: $sc, round: $r, errors: (.status_other + .err_net + (.requests - .completed))}' <<<"$line")
   line=$(cpu_json "$line")

@@ -60,9 +60,8 @@ for c in wrk nginx taskset curl jq ss pgrep getconf; do command -v "$c" >/dev/nu
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
 bench_init health
-ENGRAM_PID='' CHILD_TICKS=0
+ENGRAM_PID=''
 declare -A URL RESP_BYTES SRV_PID   # target -> URL of /health/live, "header+body" bytes, server pid
-CLK_TCK=$(getconf CLK_TCK)
 
 # ---------------------------------------------------------------- engramd
 
@@ -106,29 +105,6 @@ start_nginx() {   # name workers cpus
 }
 
 # ---------------------------------------------------------------- load
-
-# CPU ticks (user+system) used so far by a server: the process plus its direct children (nginx workers).
-proc_ticks() {
-  local sum=0 p v
-  for p in "$1" $(pgrep -P "$1"); do
-    v=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}')
-    sum=$(( sum + ${v:-0} ))
-  done
-  echo "$sum"
-}
-
-# Busy CPU ticks of the whole machine (all CPUs): what the server and wrk did not use is other load.
-machine_busy_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
-
-# CPU ticks (user+system) of this shell's waited-for children so far (wrk, via timeout, once reaped),
-# into CHILD_TICKS. `times` must run in this shell, not in a $(...) subshell.
-children_ticks() {
-  times >"$TMP/times"
-  CHILD_TICKS=$(tail -n1 "$TMP/times" | awk -v clk="$CLK_TCK" '{
-    n = 0
-    for (i = 1; i <= 2; i++) { split($i, a, "m"); sub("s", "", a[2]); n += a[1] * 60 + a[2] }
-    printf "%d\n", n * clk + 0.5 }')
-}
 
 run_wrk() {   # target round duration
   local t=$1 round=$2 dur=$3 out line srv0 srv1 all0 all1 wrk0 wrk1

@@ -50,7 +50,6 @@ for c in wrk openssl taskset curl jq ss cc; do command -v "$c" >/dev/null || die
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
 bench_init tls
-proc_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 # ---------------------------------------------------------------- PostgreSQL, certificate, engramd
 
@@ -105,7 +104,7 @@ run_wrk() { # scenario scheme run
         wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -s "$HERE/req.lua" "$url" | grep '^WRKJSON' | cut -d' ' -f2-)
   t1=$(proc_ticks "$ENGRAM_PID")
   echo "$out" | jq -c --arg s "$scen" --arg m "$scheme" --argjson r "$run" --arg l "$load" \
-    --argjson ticks $(( t1 - t0 )) --argjson hz "$(getconf CLK_TCK)" \
+    --argjson ticks $(( t1 - t0 )) --argjson hz "$CLK_TCK" \
     '. + {scenario: $s, scheme: $m, run: $r, load: $l,
           cpu_us_per_req: (if .requests > 0 then ($ticks / $hz * 1e6 / .requests) else null end)}' >>"$ROWS"
   log "$scen $scheme run $run: $(echo "$out" | jq -r .rps) req/s (load $load)"
@@ -135,7 +134,7 @@ s_time() { # -new | -reuse
   t1=$(proc_ticks "$ENGRAM_PID")
   n=${out:-0}
   echo "{\"mode\":\"${1#-}\",\"connections\":$n,\"server_cpu_ms_per_handshake\":$(
-    awk -v t=$(( t1 - t0 )) -v hz="$(getconf CLK_TCK)" -v n="$n" \
+    awk -v t=$(( t1 - t0 )) -v hz="$CLK_TCK" -v n="$n" \
       'BEGIN { if (n > 0) printf "%.3f", t / hz * 1000 / n; else print "null" }'),\"load\":\"$(cut -d' ' -f1 /proc/loadavg)\"}"
 }
 HS_NEW=$(s_time -new)
