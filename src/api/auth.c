@@ -379,12 +379,18 @@ bool eg__api_cors(struct eg_app *app, struct eg_http_req *r)
 
 /* ---- audit -------------------------------------------------------------------------------- */
 
+/*
+ * Driven by the ids, each looked up by primary key alone: the project and xmin are checked
+ * outside a subquery that OFFSET 0 keeps whole, so no index over project_id can serve it. With
+ * "project_id = $1 AND id IN (...)", or with both inside the lookup, a table whose statistics
+ * were stale or absent got a plan that read every row of the project, on every write.
+ */
 static struct eg_db_stmt st_audit_memory = {
     "audit_memory",
     "INSERT INTO audit_log (project_id, key_id, request_id, action, object_type, object_id) "
-    "SELECT m.project_id, $2, $3, $4, 'memory', m.id FROM memories m WHERE m.project_id = $1 "
-    "AND m.id IN (SELECT json_array_elements_text($5::json)) "
-    "AND m.xmin = pg_current_xact_id()::xid",
+    "SELECT m.project_id, $2, $3, $4, 'memory', m.id FROM json_array_elements_text($5::json) i "
+    "CROSS JOIN LATERAL (SELECT m.project_id, m.id, m.xmin FROM memories m WHERE m.id = i.value "
+    "OFFSET 0) m WHERE m.project_id = $1 AND m.xmin = pg_current_xact_id()::xid",
     5,
     0,
 };
@@ -392,9 +398,10 @@ static struct eg_db_stmt st_audit_memory = {
 static struct eg_db_stmt st_audit_claim = {
     "audit_claim",
     "INSERT INTO audit_log (project_id, key_id, request_id, action, object_type, object_id) "
-    "SELECT c.project_id, $2, $3, $4, 'claim', c.claim_id FROM claims c WHERE c.project_id = $1 "
-    "AND c.claim_id IN (SELECT json_array_elements_text($5::json)) "
-    "AND c.xmin = pg_current_xact_id()::xid",
+    "SELECT c.project_id, $2, $3, $4, 'claim', c.claim_id "
+    "FROM json_array_elements_text($5::json) i CROSS JOIN LATERAL "
+    "(SELECT c.project_id, c.claim_id, c.xmin FROM claims c WHERE c.claim_id = i.value "
+    "OFFSET 0) c WHERE c.project_id = $1 AND c.xmin = pg_current_xact_id()::xid",
     5,
     0,
 };
