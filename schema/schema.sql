@@ -392,8 +392,6 @@ CREATE TABLE IF NOT EXISTS audit_log (
     object_type TEXT NOT NULL,
     object_id   TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS idx_audit_log_project ON audit_log (project_id, at);
-CREATE INDEX IF NOT EXISTS idx_audit_log_object ON audit_log (project_id, object_type, object_id);
 
 -- ---- 0005_idempotency ------------------------------------------------------------------------
 
@@ -411,7 +409,6 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     created_at  TIMESTAMPTZ NOT NULL DEFAULT NOW(),
     PRIMARY KEY (project_id, principal, idem_key)
 );
-CREATE INDEX IF NOT EXISTS idx_idempotency_keys_created ON idempotency_keys (created_at);
 
 -- Claims a key for the calling transaction: a transaction-scoped advisory lock on the scope
 -- (another holder, on any instance, means a concurrent duplicate: SQLSTATE EGI01), then a check
@@ -451,6 +448,13 @@ BEGIN
 END
 $$;
 
+-- ---- 0008_lean_layer_rows --------------------------------------------------------------------
+
+-- Write-optimised indexes on the layers' per-write rows: time ranges through BRIN.
+CREATE INDEX IF NOT EXISTS idx_audit_log_at ON audit_log USING brin (at);
+CREATE INDEX IF NOT EXISTS idx_idempotency_keys_created_brin
+    ON idempotency_keys USING brin (created_at);
+
 -- =============================================================================================
 -- Every migration above counts as applied.
 -- =============================================================================================
@@ -461,5 +465,6 @@ INSERT INTO schema_migrations (version, name) VALUES
     (4, '0004_auth'),
     (5, '0005_idempotency'),
     (6, '0006_search_rank_index'),
-    (7, '0007_idempotency_refuse')
+    (7, '0007_idempotency_refuse'),
+    (8, '0008_lean_layer_rows')
 ON CONFLICT (version) DO NOTHING;
