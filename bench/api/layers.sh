@@ -12,11 +12,13 @@
 #                counted in Redis per client address
 #   all          the three together
 # For each: wrk -c16 writes (POST /api/v1/memories, a new subject per request) and reads
-# (GET /api/v1/memories?limit=50 on a subject with 1,000 memories). The settings alternate within
-# each round, in an order rotated by one per round, and each write run starts right after a
-# CHECKPOINT, so drift (a growing table, a warming cache, WAL full-page writes) falls on all of
-# them alike; the figure per setting is the median of the rounds. Target (issue #5): all layers together cost <= 10 % of the
-# write throughput. Results: bench/results/layers.md (appended) and layers.json (latest).
+# (GET /api/v1/memories?limit=50 on a subject with 1,000 memories). Every run starts from the
+# same database: what earlier runs wrote is truncated, the read subject reloaded and analyzed,
+# and a CHECKPOINT taken, so no setting pays for a table that grew under another (inserts into
+# a growing table slowed by a third within one bench run before). The settings alternate within
+# each round, in an order rotated by one per round; the figure per setting is the median of the
+# rounds. Target (issue #5): all layers together cost <= 10 % of the write throughput.
+# Results: bench/results/layers.md (appended) and layers.json (latest).
 #
 # Environment (all optional): BENCH_DURATION=10s BENCH_READ_DURATION=8s BENCH_WARMUP=3s
 # BENCH_RUNS=3 BENCH_CONNECTIONS=16 BENCH_LOAD_CPUS=1 BENCH_SERVER_CPUS=0 BENCH_POOL_SIZE=
@@ -87,10 +89,27 @@ pg_statements() {
       ORDER BY total_exec_time DESC LIMIT 12" | tee "$TMP/statements-$1-$2.txt" >&2
 }
 
+# The database every run starts from: no rows but the read subject's (counting what the run
+# before stored and whether it made duplicates first), with fresh statistics. engramd is stopped.
+IDEM_ROWS=0 DUP_MEMS=0
+reset_db() {
+  IDEM_ROWS=$(( IDEM_ROWS + $(q "select count(*) from idempotency_keys") ))
+  DUP_MEMS=$(( DUP_MEMS + $(q "select count(*) - count(distinct text) from memories where project_id = '$PROJECT'") ))
+  "${PSQL_SU[@]}" -d engram -qc "TRUNCATE memories, event_outbox, events, audit_log, idempotency_keys CASCADE"
+  q "INSERT INTO memories (id, project_id, subject_id, text, kind, importance, confidence, status,
+       is_deleted, source_type, created_at, updated_at)
+     SELECT 'mem_layers_' || i, '$PROJECT', 'read-1k', 'note ' || i || ' about ' || w[1 + i % 8],
+       'fact', (i * 37) % 101, 0.9, 'active', false, 'explicit',
+       now() - i * interval '1 second', now() - i * interval '1 second'
+     FROM generate_series(1, $READ_ROWS) i, (SELECT $PGB_WORDS AS w) x;
+     ANALYZE memories, event_outbox, events, audit_log, idempotency_keys;" >/dev/null
+}
+
 # One setting: (re)start engramd, check the layer is really on, run writes then reads.
 run_config() {
   local cfg=$1 round=$2 wdur=$3 rdur=$4 probe
   [ -n "$ENGRAM_PID" ] && stop_engramd
+  reset_db
   config_env "$cfg"
   config_wrk_env "$cfg"
   start_engramd
@@ -131,12 +150,6 @@ API_KEY=$(DATABASE_URL="postgresql://engram@127.0.0.1:$PG_PORT/engram" "$ENGRAMD
   --project "$PROJECT" --scopes memories:read,memories:write --name bench | head -n1 | jq -r .key)
 [[ "$API_KEY" == eg_* ]] || die "could not create an API key"
 PGB_WORDS="ARRAY['apple','river','stone','cloud','maple','violet','copper','harbor']"
-q "INSERT INTO memories (id, project_id, subject_id, text, kind, importance, confidence, status,
-     is_deleted, source_type, created_at, updated_at)
-   SELECT 'mem_layers_' || i, '$PROJECT', 'read-1k', 'note ' || i || ' about ' || w[1 + i % 8],
-     'fact', (i * 37) % 101, 0.9, 'active', false, 'explicit',
-     now() - i * interval '1 second', now() - i * interval '1 second'
-   FROM generate_series(1, $READ_ROWS) i, (SELECT $PGB_WORDS AS w) x; ANALYZE memories;" >/dev/null
 LIST_PATH="/api/v1/memories?subject_id=read-1k&limit=50"
 
 log "warm-up: every setting once ($WARMUP each)"
@@ -150,8 +163,8 @@ for r in $(seq 1 "$RUNS"); do
     run_config "$cfg" "$r" "$DURATION" "$READ_DURATION"
   done
 done
-IDEM_ROWS=$(q "select count(*) from idempotency_keys")
-DUP_MEMS=$(q "select count(*) - count(distinct text) from memories where project_id = '$PROJECT'")
+stop_engramd
+reset_db
 
 commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "no-commit")
 if [ "$commit" != no-commit ] && ! git -C "$ROOT" diff-index --quiet HEAD -- 2>/dev/null; then commit="$commit-dirty"; fi
@@ -183,7 +196,7 @@ all_cost=$(jq -r '.rows[] | select(.setting == "all" and .scenario == "write") |
 verdict=$(awk -v c="$all_cost" 'BEGIN { print (c <= 10 ? "PASS" : "FAIL") }')
 {
   printf '\n## %s (commit %s, load before %s)\n\n' "$(jq -r .date "$RESULTS/layers.json")" "$commit" "$LOADAVG"
-  printf 'wrk -c%s; writes %s and reads %s per setting and round, %s rounds rotating the order of the settings, a CHECKPOINT before each write run;\n' \
+  printf 'wrk -c%s; writes %s and reads %s per setting and round, %s rounds rotating the order of the settings, each run from the same database\n(earlier writes truncated) after a CHECKPOINT;\n' \
     "$CONNS" "$DURATION" "$READ_DURATION" "$RUNS"
   printf 'medians of the rounds. engramd on CPU %s, load on CPU %s, PostgreSQL and Redis unpinned.\n\n' \
     "${SERVER_CPUS:-any}" "${LOAD_CPUS:-any}"
