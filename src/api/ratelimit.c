@@ -5,9 +5,12 @@
  *
  * The request path never waits for Redis. Each instance decides from its estimate of the shared
  * count, the last value Redis returned for the window plus its own increments still in flight,
- * and then counts the request with one INCR (a small EVAL that also sets the key's expiry). So
- * the limit holds across instances up to the increments in flight at the same moment (the
- * overshoot A9 measures), and a slow or blackholed Redis costs nothing but accuracy. Without
+ * and then counts the request in Redis (a small EVAL: INCRBY, and the key's expiry on creation).
+ * A counter has at most one increment in flight: requests that arrive while it is out are added
+ * up and sent as one INCRBY when its answer comes, so under load Redis sees one command per
+ * round trip and counter, not one per request. The limit holds across instances up to the
+ * increments not yet counted in Redis at the same moment (the overshoot A9 measures), and a
+ * slow or blackholed Redis costs nothing but accuracy. Without
  * Redis (unset, down, or an error) each instance allows q/ENGRAM_RATE_LIMIT_INSTANCES on its own.
  *
  * ENGRAM_RATE_LIMIT_SCOPES gives a route class its own quota ("memories:write=100"): a request
@@ -27,8 +30,8 @@
 
 #define RL_SLOTS 4096
 #define RL_SCRIPT                                                                                  \
-    "local c = redis.call('INCR', KEYS[1]) "                                                       \
-    "if c == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return c"
+    "local c = redis.call('INCRBY', KEYS[1], ARGV[2]) "                                            \
+    "if c == tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return c"
 
 #define RL_WHO 112 /* principal (key id or "ip:<address>") + "|" + scope name */
 
@@ -37,7 +40,8 @@ struct rl_entry {
     int64_t window;
     uint64_t local;   /* requests this instance let through in the window */
     uint64_t shared;  /* the highest count Redis returned for the window */
-    uint64_t pending; /* our increments not answered yet */
+    uint64_t pending; /* our increments sent and not answered yet (one command) */
+    uint64_t unsent;  /* our increments waiting for that answer */
     bool has_failed;  /* a Redis increment failed in this window: count locally */
 };
 
@@ -51,11 +55,49 @@ struct eg_api_rl {
 };
 
 struct rl_call {
-    struct eg_api_rl *rl;
+    struct eg_app *app;
     struct rl_entry *e;
     char who[RL_WHO];
     int64_t window;
+    uint64_t n; /* the increment sent */
 };
+
+static void on_incr(int status, long long value, void *data);
+
+/* Sends the entry's unsent increments as one command; they stay unsent if Redis is not up. */
+static void rl_send(struct eg_app *app, struct rl_entry *e)
+{
+    struct eg_api_rl *rl = app->rl;
+    struct rl_call *call;
+    char key[160];
+    char ttl[24];
+    char n[24];
+    const char *argv[6];
+
+    if (app->redis == NULL || e->unsent == 0)
+        return;
+    call = eg_malloc(sizeof(*call));
+    call->app = app;
+    call->e = e;
+    memcpy(call->who, e->who, sizeof(call->who));
+    call->window = e->window;
+    call->n = e->unsent;
+    snprintf(key, sizeof(key), "engram:rl:%s:%lld", e->who, (long long)e->window);
+    snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)(rl->window_s * 1000 + 1000));
+    snprintf(n, sizeof(n), "%llu", (unsigned long long)e->unsent);
+    argv[0] = "EVAL";
+    argv[1] = RL_SCRIPT;
+    argv[2] = "1";
+    argv[3] = key;
+    argv[4] = ttl;
+    argv[5] = n;
+    if (eg_redis_command_int(app->redis, 6, argv, on_incr, call) == 0) {
+        e->pending += e->unsent;
+        e->unsent = 0;
+    } else {
+        eg_free(call);
+    }
+}
 
 struct eg_api_rl *eg__api_rl_new(const struct eg_config *cfg, struct eg_redis *redis)
 {
@@ -90,11 +132,11 @@ static void on_incr(int status, long long value, void *data)
 
     /* The slot may hold another principal or window by now: then this answer is stale. */
     if (strcmp(e->who, call->who) == 0 && e->window == call->window) {
-        if (e->pending > 0)
-            e->pending--;
+        e->pending = e->pending > call->n ? e->pending - call->n : 0;
         if (status == 0 && value > 0) {
             if ((uint64_t)value > e->shared)
                 e->shared = (uint64_t)value;
+            rl_send(call->app, e); /* what arrived meanwhile, as one increment */
         } else {
             e->has_failed = true; /* the local share for the rest of the window */
         }
@@ -149,8 +191,8 @@ bool eg__api_rl_check(struct eg_app *app, struct eg_http_req *r, const char *pri
     }
     /* With Redis the whole quota is shared; without it each instance keeps its share. */
     limit = shared ? quota : (quota + rl->instances - 1) / rl->instances;
-    used =
-        shared ? (e->shared + e->pending > e->local ? e->shared + e->pending : e->local) : e->local;
+    used = e->shared + e->pending + e->unsent;
+    used = shared ? (used > e->local ? used : e->local) : e->local;
     snprintf(policy, sizeof(policy), "\"%s\";q=%llu;w=%llu", name, (unsigned long long)quota,
              (unsigned long long)rl->window_s);
     eg_http_add_header(r, "RateLimit-Policy", policy);
@@ -171,28 +213,9 @@ bool eg__api_rl_check(struct eg_app *app, struct eg_http_req *r, const char *pri
     snprintf(state, sizeof(state), "\"%s\";r=%llu;t=%llu", name,
              (unsigned long long)(limit - used - 1), (unsigned long long)reset);
     eg_http_add_header(r, "RateLimit", state);
-    if (redis != NULL) {
-        struct rl_call *call = eg_malloc(sizeof(*call));
-        char key[160];
-        char ttl[24];
-        const char *argv[5];
-
-        call->rl = rl;
-        call->e = e;
-        memcpy(call->who, e->who, sizeof(call->who));
-        call->window = window;
-        snprintf(key, sizeof(key), "engram:rl:%s:%lld", who, (long long)window);
-        snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)(rl->window_s * 1000 + 1000));
-        argv[0] = "EVAL";
-        argv[1] = RL_SCRIPT;
-        argv[2] = "1";
-        argv[3] = key;
-        argv[4] = ttl;
-        if (eg_redis_command_int(redis, 5, argv, on_incr, call) == 0)
-            e->pending++;
-        else
-            eg_free(call);
-    }
+    e->unsent++;
+    if (e->pending == 0)
+        rl_send(app, e);
     return true;
 }
 

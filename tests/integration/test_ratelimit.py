@@ -125,3 +125,43 @@ def test_fallback_when_redis_goes_down(engram, redis_factory):
     # the local share (5) now applies, counting what this instance let through in the window
     assert statuses == [200] * 2 + [429] * 4, statuses
     srv.assert_alive()
+
+
+def redis_cli(redis, *args):
+    import subprocess
+    return subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(redis.port)] + list(args),
+                          check=True, capture_output=True, text=True, timeout=10).stdout
+
+
+def shared_count(redis):
+    keys = redis_cli(redis, "--scan", "--pattern", "engram:rl:*").split()
+    return sum(int(redis_cli(redis, "GET", k).strip() or 0) for k in keys)
+
+
+def test_increments_coalesce_while_one_is_in_flight(engram, redis_factory):
+    """A counter has one increment in flight at a time: the requests made while Redis holds it
+    are added up and sent as one INCRBY when it answers, and the shared count still ends equal
+    to the requests let through."""
+    import time
+    redis = redis_factory()
+    srv = engram(env={"REDIS_URL": redis.url, "ENGRAM_RATE_LIMIT": "1000",
+                      "ENGRAM_RATE_LIMIT_WINDOW_S": "3600"})
+    assert get(srv, project="x").status == 200
+    deadline = time.monotonic() + 10
+    while shared_count(redis) < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    redis_cli(redis, "CONFIG", "RESETSTAT")
+    # Redis holds every script for 1.5 s (PING, the liveness probe, still answers)
+    redis_cli(redis, "CLIENT", "PAUSE", "1500", "WRITE")
+    t0 = time.monotonic()
+    statuses = [get(srv, project="x").status for _ in range(20)]
+    assert time.monotonic() - t0 < 1.2, "the requests were slower than the pause"
+    assert statuses == [200] * 20
+    deadline = time.monotonic() + 10
+    while shared_count(redis) < 21 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert shared_count(redis) == 21
+    stats = redis_cli(redis, "INFO", "commandstats")
+    calls = int(re.search(r"cmdstat_eval:calls=(\d+)", stats).group(1))
+    assert calls == 2, stats  # the first request's, then the other 19 as one
+    srv.assert_alive()
