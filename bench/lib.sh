@@ -8,6 +8,8 @@
 #                     "engram" (pg_trgm and vector when installed); PG_DATA, PG_PORT, PG_PID, and
 #                     psql command arrays PSQL_SU (superuser) and PSQL (engram); q SQL runs one
 #   start_redis       REDIS_PORT
+#   PG_CPUS           when set, a taskset CPU list for PostgreSQL and Redis (their processes
+#                     inherit it); unset, they run where the scheduler puts them
 #   build_engramd     ENGRAMD (given, or build/engramd brought up to date with ninja)
 
 bench_init() {
@@ -84,7 +86,7 @@ start_pg() {
   PG_PORT=$(free_port)
   (cd / && runuser -u postgres -- "$PGBIN/initdb" -D "$PG_DATA" --auth=trust -U postgres -E UTF8 \
       --locale=C.UTF-8 -N) >"$TMP/initdb.log" 2>&1 || { cat "$TMP/initdb.log" >&2; die "initdb failed"; }
-  (cd / && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PG_DATA" -l "$dir/postgres.log" -w -t 30 \
+  (cd / && ${PG_CPUS:+taskset -c "$PG_CPUS"} runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PG_DATA" -l "$dir/postgres.log" -w -t 30 \
       -o "-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories=$dir $*" start) \
       >/dev/null || { cat "$dir/postgres.log" >&2; die "PostgreSQL did not start"; }
   PG_PID=$(head -n1 "$PG_DATA/postmaster.pid")
@@ -129,7 +131,7 @@ start_redis() {
   local _
   mkdir "$TMP/redis"
   REDIS_PORT=$(free_port)
-  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP/redis" \
+  ${PG_CPUS:+taskset -c "$PG_CPUS"} redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP/redis" \
     --logfile "$TMP/redis/redis.log" &
   PIDS+=($!)
   for _ in $(seq 1 50); do

@@ -25,6 +25,7 @@
 # BENCH_ENGRAM_LOG_LEVEL=warn BENCH_RESULTS_DIR=bench/results BENCH_GATE=1 ENGRAMD=build/engramd
 # BENCH_CONFIGS="off auth idempotency ratelimit all" (a subset must include off, the baseline)
 # BENCH_PG_STATEMENTS=1 (pg_stat_statements per write run, see pg_statements)
+# BENCH_PG_CPUS= (a taskset list for PostgreSQL and Redis; empty: the scheduler places them)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -42,6 +43,13 @@ LOG_LEVEL=${BENCH_ENGRAM_LOG_LEVEL:-warn}
 PROJECT=bench
 READ_ROWS=1000
 CONFIGS=${BENCH_CONFIGS:-off auth idempotency ratelimit all}
+# engramd on CPU 0 and the load tool on CPU 1; PostgreSQL and Redis where the scheduler puts them
+# unless BENCH_PG_CPUS pins them. This machine's vCPUs change speed under the host's load, each
+# on its own (a busy loop: 106 ms on one and 195 ms on the other at 07:40, the reverse at 08:10),
+# so runs minutes apart differ by up to 40 %. The cost of a setting is therefore also given
+# paired: against the off run of the same round, which with two settings is the run next to it.
+# Pinning PostgreSQL and Redis to one CPU (BENCH_PG_CPUS=0 BENCH_SERVER_CPUS=1) did not remove
+# that drift, and it makes a different machine: PostgreSQL limited to one CPU.
 if [ "$(nproc)" -ge 2 ]; then
   LOAD_CPUS=${BENCH_LOAD_CPUS-1}
   SERVER_CPUS=${BENCH_SERVER_CPUS-0}
@@ -49,6 +57,7 @@ else
   LOAD_CPUS=${BENCH_LOAD_CPUS-}
   SERVER_CPUS=${BENCH_SERVER_CPUS-}
 fi
+PG_CPUS=${BENCH_PG_CPUS-}
 
 log() { printf 'bench/layers: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -95,7 +104,7 @@ IDEM_ROWS=0 DUP_MEMS=0
 reset_db() {
   IDEM_ROWS=$(( IDEM_ROWS + $(q "select count(*) from idempotency_keys") ))
   DUP_MEMS=$(( DUP_MEMS + $(q "select count(*) - count(distinct text) from memories where project_id = '$PROJECT'") ))
-  "${PSQL_SU[@]}" -d engram -qc "TRUNCATE memories, event_outbox, events, audit_log, idempotency_keys CASCADE"
+  "${PSQL_SU[@]}" -d engram -qc "SET client_min_messages = warning" -qc "TRUNCATE memories, event_outbox, events, audit_log, idempotency_keys CASCADE"
   q "INSERT INTO memories (id, project_id, subject_id, text, kind, importance, confidence, status,
        is_deleted, source_type, created_at, updated_at)
      SELECT 'mem_layers_' || i, '$PROJECT', 'read-1k', 'note ' || i || ' about ' || w[1 + i % 8],
@@ -183,7 +192,13 @@ jq -s --arg date "$(date -u '+%Y-%m-%d %H:%M UTC')" --arg load "$LOADAVG" --arg 
          rps: ([$rs[].rps] | median), p50_ms: ([$rs[].p50_us] | median / 1000),
          p99_ms: ([$rs[].p99_us] | median / 1000), errors: ([$rs[].errors] | add),
          engramd_cpu_us_per_req: ([$rs[].engramd_cpu_us_per_req] | median),
-         all_rps: [$rs[].rps | floor]} ] as $rows
+         all_rps: [$rs[].rps | floor],
+         paired_cost_pct: ([ $rs[] | . as $x
+           | ($runs[] | select(.scenario == ($k + "_off") and .round == $x.round) | .rps) as $off
+           | 100 * (1 - $x.rps / $off) ] | median),
+         round_costs_pct: [ $rs[] | . as $x
+           | ($runs[] | select(.scenario == ($k + "_off") and .round == $x.round) | .rps) as $off
+           | 100 * (1 - $x.rps / $off) | . * 10 | round / 10 ]} ] as $rows
   | ($rows | map({key: (.scenario + "_" + .setting), value: .rps}) | from_entries) as $base
   | {date: $date, loadavg_before: $load, engramd_commit: $commit,
      settings: {duration: $dur, read_duration: $rdur, runs: $runs, connections: $conns,
@@ -193,18 +208,21 @@ jq -s --arg date "$(date -u '+%Y-%m-%d %H:%M UTC')" --arg load "$LOADAVG" --arg 
   "$TMP/runs.jsonl" >"$RESULTS/layers.json"
 
 all_cost=$(jq -r '.rows[] | select(.setting == "all" and .scenario == "write") | .cost_pct' "$RESULTS/layers.json")
-verdict=$(awk -v c="$all_cost" 'BEGIN { print (c <= 10 ? "PASS" : "FAIL") }')
+all_paired=$(jq -r '.rows[] | select(.setting == "all" and .scenario == "write") | .paired_cost_pct' "$RESULTS/layers.json")
+# Both estimates must meet the target: the ratio of the medians, and the median of the rounds'
+# own ratios (each against the off run of its round; the one that drift between rounds spares).
+verdict=$(awk -v c="$all_cost" -v p="$all_paired" 'BEGIN { print (c <= 10 && p <= 10 ? "PASS" : "FAIL") }')
 {
   printf '\n## %s (commit %s, load before %s)\n\n' "$(jq -r .date "$RESULTS/layers.json")" "$commit" "$LOADAVG"
   printf 'wrk -c%s; writes %s and reads %s per setting and round, %s rounds rotating the order of the settings, each run from the same database\n(earlier writes truncated) after a CHECKPOINT;\n' \
     "$CONNS" "$DURATION" "$READ_DURATION" "$RUNS"
-  printf 'medians of the rounds. engramd on CPU %s, load on CPU %s, PostgreSQL and Redis unpinned.\n\n' \
-    "${SERVER_CPUS:-any}" "${LOAD_CPUS:-any}"
-  printf '| setting | scenario | req/s (median) | cost vs off | p50 ms | p99 ms | engramd µs CPU/req | errors | rounds (req/s) |\n'
-  printf '|---|---|---|---|---|---|---|---|---|\n'
-  jq -r '.rows[] | "| \(.setting) | \(.scenario) | \(.rps | floor) | \(.cost_pct * 10 | round / 10)% | \(.p50_ms) | \(.p99_ms) | \(.engramd_cpu_us_per_req // 0 | floor) | \(.errors) | \(.all_rps | map(tostring) | join(", ")) |"' \
+  printf 'medians of the rounds. engramd on CPU %s, load on CPU %s, PostgreSQL and Redis on CPU %s.\n\n' \
+    "${SERVER_CPUS:-any}" "${LOAD_CPUS:-any}" "${PG_CPUS:-any}"
+  printf '| setting | scenario | req/s (median) | cost vs off | paired cost | p50 ms | p99 ms | engramd µs CPU/req | errors | rounds (req/s) | rounds (paired cost %%) |\n'
+  printf '|---|---|---|---|---|---|---|---|---|---|---|\n'
+  jq -r '.rows[] | "| \(.setting) | \(.scenario) | \(.rps | floor) | \(.cost_pct * 10 | round / 10)% | \(.paired_cost_pct * 10 | round / 10)% | \(.p50_ms) | \(.p99_ms) | \(.engramd_cpu_us_per_req // 0 | floor) | \(.errors) | \(.all_rps | map(tostring) | join(", ")) | \(.round_costs_pct | map(tostring) | join(", ")) |"' \
     "$RESULTS/layers.json"
-  printf '\nTarget: all layers together cost <= 10%% of write throughput: %.1f%%: %s.\n' "$all_cost" "$verdict"
+  printf '\nTarget: all layers together cost <= 10%% of write throughput: %.1f%% (ratio of medians), %.1f%% (median of the rounds): %s.\n' "$all_cost" "$all_paired" "$verdict"
   printf 'Idempotency records stored: %s; duplicate memories: %s.\n' "$IDEM_ROWS" "$DUP_MEMS"
 } | tee -a "$RESULTS/layers.md"
 log "results: $RESULTS/layers.md, $RESULTS/layers.json ($(( SECONDS - START )) s)"
