@@ -45,7 +45,7 @@ READ_ROWS=1000
 CONFIGS=${BENCH_CONFIGS:-off auth idempotency ratelimit all}
 # engramd on CPU 0 and the load tool on CPU 1; PostgreSQL and Redis where the scheduler puts them
 # unless BENCH_PG_CPUS pins them. This machine's vCPUs change speed under the host's load, each
-# on its own (a busy loop: 106 ms on one and 195 ms on the other at 07:40, the reverse at 08:10),
+# on its own (a busy loop: 106 ms on one and 195 ms on the other at 07:45, the reverse at 08:00),
 # so runs minutes apart differ by up to 40 %. The cost of a setting is therefore also given
 # paired: against the off run of the same round, which with two settings is the run next to it.
 # Pinning PostgreSQL and Redis to one CPU (BENCH_PG_CPUS=0 BENCH_SERVER_CPUS=1) did not remove
