@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "../harness.h"
 
@@ -408,6 +410,49 @@ static int cmp_id(const void *a, const void *b)
     return memcmp(a, b, 33);
 }
 
+static int cmp_uuid(const void *a, const void *b)
+{
+    return memcmp(a, b, 37);
+}
+
+/* UUIDs come from a per-thread pool of kernel bytes: unique across many refills, and a forked
+ * child does not hand out the parent's next one. */
+TEST(uuid_v4_unique_across_pool_and_fork)
+{
+    enum { N = 5000 };
+    char(*u)[37] = eg_malloc(sizeof(*u) * N);
+    char mine[37];
+    char theirs[37] = {0};
+    int fds[2];
+    pid_t pid;
+    int status;
+
+    for (int i = 0; i < N; i++)
+        eg_uuid_v4(u[i]);
+    qsort(u, N, sizeof(*u), cmp_uuid);
+    for (int i = 1; i < N; i++)
+        ASSERT_TRUE(memcmp(u[i - 1], u[i], 37) != 0);
+    eg_free(u);
+
+    ASSERT_EQ(0, pipe(fds));
+    pid = fork();
+    ASSERT_TRUE(pid >= 0);
+    if (pid == 0) {
+        char c[37];
+
+        eg_uuid_v4(c);
+        _exit(write(fds[1], c, sizeof(c)) == (ssize_t)sizeof(c) ? 0 : 1);
+    }
+    eg_uuid_v4(mine);
+    ASSERT_EQ((ssize_t)sizeof(theirs), read(fds[0], theirs, sizeof(theirs)));
+    ASSERT_EQ(pid, waitpid(pid, &status, 0));
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    close(fds[0]);
+    close(fds[1]);
+    ASSERT_EQ((size_t)36, strlen(theirs));
+    ASSERT_TRUE(strcmp(mine, theirs) != 0);
+}
+
 TEST(request_id_format_unique)
 {
     enum { N = 10000 };
@@ -500,6 +545,7 @@ int main(void)
         TEST_CASE(clocks),
         TEST_CASE(uuid_v4_format),
         TEST_CASE(request_id_format_unique),
+        TEST_CASE(uuid_v4_unique_across_pool_and_fork),
         TEST_CASE(random_hex),
         TEST_CASE(strerror_codes),
         TEST_CASE(ascii_caseeq_and_strndup),
