@@ -871,6 +871,23 @@ static void conn_drain(struct db_conn *c)
     }
 }
 
+/*
+ * Hands on the notifications libpq has parsed, in arrival order. They arrive between and during
+ * queries, and libpq parses them while it reads a query's results (PQgetResult) as well as here,
+ * so this runs after every read and after the results are drained.
+ */
+static void conn_notifies(struct db_conn *c)
+{
+    struct eg_db_pool *p = c->pool;
+    PGnotify *n;
+
+    while ((n = PQnotifies(c->pg)) != NULL) {
+        if (p->on_notify != NULL && !p->is_closing)
+            p->on_notify(n->relname, n->extra, p->notify_data);
+        PQfreemem(n);
+    }
+}
+
 static void on_pg_poll(uv_poll_t *h, int status, int events)
 {
     struct db_conn *c = h->data;
@@ -894,16 +911,8 @@ static void on_pg_poll(uv_poll_t *h, int status, int events)
         conn_fail(c, EG_EUNAVAIL, PQerrorMessage(c->pg));
         return;
     }
-    if (events & UV_READABLE) {
-        PGnotify *n;
-
-        /* Notifications arrive between and during queries; hand them on in arrival order. */
-        while ((n = PQnotifies(c->pg)) != NULL) {
-            if (p->on_notify != NULL && !p->is_closing)
-                p->on_notify(n->relname, n->extra, p->notify_data);
-            PQfreemem(n);
-        }
-    }
+    if (events & UV_READABLE)
+        conn_notifies(c);
     if (c->state == DBC_BUSY || c->state == DBC_SETUP) {
         int flush = PQflush(c->pg);
 
@@ -916,6 +925,10 @@ static void on_pg_poll(uv_poll_t *h, int status, int events)
             return;
         }
         conn_drain(c);
+        /* Reading the results parses what came after them too: a notification that arrived
+         * in the same read as a query's last result is queued only now. */
+        if (c->pg != NULL)
+            conn_notifies(c);
     } else if (c->state == DBC_IDLE) {
         if (PQstatus(c->pg) == CONNECTION_BAD) {
             conn_fail(c, EG_EUNAVAIL, "database connection closed");
