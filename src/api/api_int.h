@@ -171,17 +171,30 @@ bool eg__api_cors(struct eg_app *app, struct eg_http_req *r);
  */
 void eg__api_key_revoked(struct eg_app *app, const char *key_id);
 
-enum eg__api_audit_kind { EG__API_AUDIT_MEMORY, EG__API_AUDIT_CLAIM };
-
 /**
- * Adds an audit_log row per object in ids_json (a JSON array of ids) that this transaction
- * wrote, attributed to r's key and request id. Does nothing with auth off (no principal).
- * Returns 0 or EG_ELIMIT.
+ * The audit record of a write, carried by the outbox row of the object it changed (migration
+ * 0009: the rows' audit_* columns, moved into audit_log when the row is sequenced). All NULL with
+ * auth off (no principal), so the row records nothing.
  */
-int eg__api_batch_add_audit(struct eg_db_batch *b, struct eg_http_req *r, const char *action,
-                            enum eg__api_audit_kind kind, const char *ids_json);
-/** ids_json for one id (arena); NULL at the ceiling. */
-const char *eg__api_one_id_json(struct eg_http_req *r, const char *id);
+struct eg__api_audit {
+    const char *action; /* "memory.create", ...; NULL: no audit record */
+    const char *key_id;
+    const char *request_id;
+};
+
+/** r's audit record for action: attributed to r's key and request id, or all NULL. */
+struct eg__api_audit eg__api_audit(struct eg_http_req *r, const char *action);
+
+/*
+ * The audit columns of an outbox INSERT and their values: a, k and q are the parameters holding
+ * the action, key id and request id ("$2", ...), type the object type and id the SQL expression
+ * of the object id. Type and id are only set with an action.
+ */
+#define EG__API_OUTBOX_AUDIT_COLS                                                                  \
+    ", audit_action, audit_key_id, audit_request_id, audit_object_type, audit_object_id"
+#define EG__API_OUTBOX_AUDIT_VALS(a, k, q, type, id)                                               \
+    ", " a ", " k ", " q ", CASE WHEN (" a ") IS NOT NULL THEN '" type "' END, CASE WHEN (" a      \
+    ") IS NOT NULL THEN " id " END"
 
 /* ---- idempotency (src/api/idempotency.c) --------------------------------------------------- */
 
@@ -295,10 +308,11 @@ int eg__api_batch_add_claim(struct eg_db_batch *b, struct eg_arena *a, const cha
 
 /**
  * Adds the opt-in claim.created and slot.updated events (DECISIONS.md item 10) of claim_id, if this
- * transaction wrote it. confidence is the claim's confidence as JS number text. Outbox rows close
- * a write: add these after the write's other statements.
+ * transaction wrote it. confidence is the claim's confidence as JS number text; audit, when not
+ * NULL, rides on claim.created (a claim derived from a memory is recorded with that memory).
+ * Outbox rows close a write: add these after the write's other statements.
  */
-int eg__api_batch_add_claim_events(struct eg_db_batch *b, const char *project, const char *claim_id,
-                                   const char *confidence);
+int eg__api_batch_add_claim_events(struct eg_db_batch *b, const char *claim_id,
+                                   const char *confidence, const struct eg__api_audit *audit);
 
 #endif /* EG_API_INT_H */

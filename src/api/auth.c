@@ -379,64 +379,11 @@ bool eg__api_cors(struct eg_app *app, struct eg_http_req *r)
 
 /* ---- audit -------------------------------------------------------------------------------- */
 
-/*
- * Driven by the ids, each looked up by primary key alone: the project and xmin are checked
- * outside a subquery that OFFSET 0 keeps whole, so no index over project_id can serve it. With
- * "project_id = $1 AND id IN (...)", or with both inside the lookup, a table whose statistics
- * were stale or absent got a plan that read every row of the project, on every write.
- */
-static struct eg_db_stmt st_audit_memory = {
-    "audit_memory",
-    "INSERT INTO audit_log (project_id, key_id, request_id, action, object_type, object_id) "
-    "SELECT m.project_id, $2, $3, $4, 'memory', m.id FROM json_array_elements_text($5::json) i "
-    "CROSS JOIN LATERAL (SELECT m.project_id, m.id, m.xmin FROM memories m WHERE m.id = i.value "
-    "OFFSET 0) m WHERE m.project_id = $1 AND m.xmin = pg_current_xact_id()::xid",
-    5,
-    0,
-};
-
-static struct eg_db_stmt st_audit_claim = {
-    "audit_claim",
-    "INSERT INTO audit_log (project_id, key_id, request_id, action, object_type, object_id) "
-    "SELECT c.project_id, $2, $3, $4, 'claim', c.claim_id "
-    "FROM json_array_elements_text($5::json) i CROSS JOIN LATERAL "
-    "(SELECT c.project_id, c.claim_id, c.xmin FROM claims c WHERE c.claim_id = i.value "
-    "OFFSET 0) c WHERE c.project_id = $1 AND c.xmin = pg_current_xact_id()::xid",
-    5,
-    0,
-};
-
-int eg__api_batch_add_audit(struct eg_db_batch *b, struct eg_http_req *r, const char *action,
-                            enum eg__api_audit_kind kind, const char *ids_json)
+struct eg__api_audit eg__api_audit(struct eg_http_req *r, const char *action)
 {
     const char *key_id = eg__api_key_id(r);
-    const char *v[5];
 
     if (key_id == NULL)
-        return 0;
-    if (ids_json == NULL)
-        return EG_ELIMIT;
-    v[0] = eg__api_project(r);
-    v[1] = key_id;
-    v[2] = r->request_id;
-    v[3] = action;
-    v[4] = ids_json;
-    return eg_db_batch_add(b, kind == EG__API_AUDIT_MEMORY ? &st_audit_memory : &st_audit_claim, v);
-}
-
-const char *eg__api_one_id_json(struct eg_http_req *r, const char *id)
-{
-    struct eg_buf b;
-    struct eg_jw jw;
-    char *out = NULL;
-
-    eg_buf_init(&b, 64 * 1024);
-    eg_jw_init(&jw, &b);
-    eg_jw_arr_begin(&jw);
-    eg_jw_cstr(&jw, id);
-    eg_jw_arr_end(&jw);
-    if (eg_jw_finish(&jw) == 0)
-        out = eg_arena_strndup(&r->arena, b.base, b.len);
-    eg_buf_fini(&b);
-    return out;
+        return (struct eg__api_audit){NULL, NULL, NULL};
+    return (struct eg__api_audit){action, key_id, r->request_id};
 }

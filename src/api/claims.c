@@ -175,6 +175,7 @@ void eg__api_claim_create(struct eg_app *app, struct eg_http_req *r)
     const char *project = eg__api_project(r);
     json_t *body = eg__api_body(app, r);
     struct eg__api_claim_in in = {0};
+    struct eg__api_audit audit;
     struct eg_db_batch *b;
     size_t pred_len = 0;
     size_t n = 0;
@@ -241,11 +242,9 @@ void eg__api_claim_create(struct eg_app *app, struct eg_http_req *r)
     b = batch_new(r);
     if (b == NULL)
         return;
+    audit = eg__api_audit(r, "claim.create");
     if (eg__api_batch_add_claim(b, &r->arena, project, &in, false) < 0
-        || eg__api_batch_add_claim_events(b, project, in.claim_id, in.confidence) < 0
-        || eg__api_batch_add_audit(b, r, "claim.create", EG__API_AUDIT_CLAIM,
-                                   eg__api_one_id_json(r, in.claim_id))
-               < 0) {
+        || eg__api_batch_add_claim_events(b, in.claim_id, in.confidence, &audit) < 0) {
         eg_http_respond_error(r, 413, "payload_too_large");
         return;
     }
@@ -283,8 +282,8 @@ static struct eg_db_stmt st_claim_retract = {
     "SELECT $1, c.subject_id, c.claim_id, prev.claim_id, 'retracts', 1, 'manual_retraction', $3 "
     "FROM c, prev ON CONFLICT (project_id, from_claim_id, to_claim_id, edge_type) DO NOTHING "
     "RETURNING 1), "
-    "ev AS (INSERT INTO event_outbox (project_id, subject_id, event_type, payload) "
-    "SELECT $1, c.subject_id, x.t, CASE x.n WHEN 1 THEN "
+    "ev AS (INSERT INTO event_outbox (project_id, subject_id, event_type, "
+    "payload" EG__API_OUTBOX_AUDIT_COLS ") SELECT $1, c.subject_id, x.t, CASE x.n WHEN 1 THEN "
     "'{\"claim_id\":' || to_json(c.claim_id)::text || ',\"subject_id\":' || "
     "to_json(c.subject_id)::text || ',\"slot\":' || to_json(c.slot)::text || "
     "',\"previous_claim_id\":' || COALESCE(to_json((SELECT claim_id FROM prev))::text, 'null') "
@@ -293,12 +292,16 @@ static struct eg_db_stmt st_claim_retract = {
     "'{\"subject_id\":' || to_json(c.subject_id)::text || ',\"slot\":' || "
     "to_json(c.slot)::text || ',\"active_claim_id\":' || "
     "COALESCE(to_json(s.active_claim_id)::text, 'null') || ',\"status\":' || "
-    "to_json(s.status)::text || '}' END "
-    "FROM c CROSS JOIN ss s CROSS JOIN (VALUES (1, 'claim.retracted'), (2, 'slot.updated')) "
-    "AS x(n, t) ORDER BY x.n RETURNING 1) "
-    "SELECT c.claim_id, c.slot, (SELECT claim_id FROM prev) AS previous_claim_id, "
-    "EXISTS (SELECT 1 FROM prev) AS restored_previous FROM c",
-    3,
+    "to_json(s.status)::text || '}' END" EG__API_OUTBOX_AUDIT_VALS(
+        "CASE x.n WHEN 1 THEN $4::text END", "CASE x.n WHEN 1 THEN $5::text END",
+        "CASE x.n WHEN 1 THEN $6::text END", "claim",
+        "c.claim_id") " FROM c CROSS JOIN ss s CROSS JOIN (VALUES (1, 'claim.retracted'), (2, "
+                      "'slot.updated')) "
+                      "AS x(n, t) ORDER BY x.n RETURNING 1) "
+                      "SELECT c.claim_id, c.slot, (SELECT claim_id FROM prev) AS "
+                      "previous_claim_id, "
+                      "EXISTS (SELECT 1 FROM prev) AS restored_previous FROM c",
+    6,
     0,
 };
 
@@ -338,6 +341,7 @@ void eg__api_claim_retract(struct eg_app *app, struct eg_http_req *r)
     const char *project = eg__api_project(r);
     const char *id = path_param(r, 0);
     struct retract_ctx *ctx;
+    struct eg__api_audit audit;
     struct eg_db_batch *b;
     json_t *body;
     json_t *reason;
@@ -359,10 +363,11 @@ void eg__api_claim_retract(struct eg_app *app, struct eg_http_req *r)
     b = batch_new(r);
     if (b == NULL)
         return;
+    audit = eg__api_audit(r, "claim.retract");
     if (ctx->reason == NULL
-        || eg_db_batch_add(b, &st_claim_retract, (const char *[]){project, id, ctx->reason}) < 0
-        || eg__api_batch_add_audit(b, r, "claim.retract", EG__API_AUDIT_CLAIM,
-                                   eg__api_one_id_json(r, id))
+        || eg_db_batch_add(b, &st_claim_retract,
+                           (const char *[]){project, id, ctx->reason, audit.action, audit.key_id,
+                                            audit.request_id})
                < 0) {
         eg_http_respond_error(r, 413, "payload_too_large");
         return;

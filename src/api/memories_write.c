@@ -58,45 +58,66 @@ static struct eg_db_stmt st_mem_insert = {
     0,
 };
 
+/*
+ * The outbox statements of a memory write: $1 the memory's id, $2-$4 the write's audit record
+ * (struct eg__api_audit), carried on the row of the memory it changed.
+ */
+#define OUTBOX_INSERT                                                                              \
+    "INSERT INTO event_outbox (project_id, subject_id, event_type, "                               \
+    "payload" EG__API_OUTBOX_AUDIT_COLS ") "
+#define MEMORY_AUDIT EG__API_OUTBOX_AUDIT_VALS("$2::text", "$3::text", "$4::text", "memory", "m.id")
+
 static struct eg_db_stmt st_outbox_created = {
     "outbox_memory_created",
-    "INSERT INTO event_outbox (project_id, subject_id, event_type, payload) "
-    "SELECT m.project_id, m.subject_id, 'memory.created', eg_payload_memory_created(m) "
-    "FROM memories m WHERE m.id = $1 AND m." WRITTEN_BY_US,
-    1,
+    OUTBOX_INSERT
+    "SELECT m.project_id, m.subject_id, 'memory.created', eg_payload_memory_created(m)" MEMORY_AUDIT
+    " FROM memories m WHERE m.id = $1 AND m." WRITTEN_BY_US,
+    4,
     0,
 };
 
 /* memory.updated from PATCH: {id, subject_id}. */
 static struct eg_db_stmt st_outbox_patched = {
     "outbox_memory_patched",
-    "INSERT INTO event_outbox (project_id, subject_id, event_type, payload) "
+    OUTBOX_INSERT
     "SELECT m.project_id, m.subject_id, 'memory.updated', "
     "'{\"id\":' || to_json(m.id)::text || ',\"subject_id\":' || to_json(m.subject_id)::text "
-    "|| '}' FROM memories m WHERE m.id = $1 AND m." WRITTEN_BY_US,
-    1,
+    "|| '}'" MEMORY_AUDIT " FROM memories m WHERE m.id = $1 AND m." WRITTEN_BY_US,
+    4,
     0,
 };
 
 /* memory.updated from restore: {id, status} (a different shape, as CORE). */
 static struct eg_db_stmt st_outbox_restored = {
     "outbox_memory_restored",
-    "INSERT INTO event_outbox (project_id, subject_id, event_type, payload) "
-    "SELECT m.project_id, m.subject_id, 'memory.updated', "
-    "'{\"id\":' || to_json(m.id)::text || ',\"status\":\"active\"}' "
-    "FROM memories m WHERE m.id = $1 AND m." WRITTEN_BY_US,
-    1,
+    OUTBOX_INSERT "SELECT m.project_id, m.subject_id, 'memory.updated', "
+                  "'{\"id\":' || to_json(m.id)::text || ',\"status\":\"active\"}'" MEMORY_AUDIT
+                  " FROM memories m WHERE m.id = $1 AND m." WRITTEN_BY_US,
+    4,
     0,
 };
 
 static struct eg_db_stmt st_outbox_deleted = {
     "outbox_memory_deleted",
-    "INSERT INTO event_outbox (project_id, subject_id, event_type, payload) "
+    OUTBOX_INSERT
     "SELECT m.project_id, m.subject_id, 'memory.deleted', '{\"id\":' || to_json(m.id)::text || "
-    "'}' FROM memories m WHERE m.id = $1 AND m.is_deleted AND m." WRITTEN_BY_US,
-    1,
+    "'}'" MEMORY_AUDIT " FROM memories m WHERE m.id = $1 AND m.is_deleted AND m." WRITTEN_BY_US,
+    4,
     0,
 };
+
+/* The parameters of the outbox statements above: memory id and r's audit record for action. */
+static const char **outbox_values(struct eg_http_req *r, const char *id, const char *action,
+                                  const char *out[4])
+{
+    struct eg__api_audit a = eg__api_audit(r, action);
+
+    out[0] = id;
+    out[1] = a.action;
+    out[2] = a.key_id;
+    out[3] = a.request_id;
+    return out;
+}
 
 /* Locks and reads the memory a PATCH or restore applies to. */
 static struct eg_db_stmt st_mem_lock = {
@@ -472,27 +493,22 @@ void eg__api_mem_create(struct eg_app *app, struct eg_http_req *r)
             source_type,
             "t",
         };
-        const char *outbox[1] = {id};
+        const char *outbox[4];
 
         if (values[6] == NULL || values[7] == NULL || eg_db_batch_add(b, &st_mem_insert, values) < 0
             || (extract
                 && add_background_claims(r, b, project, subject, id, text, text_len, refs, &nrefs)
                        < 0)
-            || eg_db_batch_add(b, &st_outbox_created, outbox) < 0) {
+            || eg_db_batch_add(b, &st_outbox_created, outbox_values(r, id, "memory.create", outbox))
+                   < 0) {
             eg_http_respond_error(r, 413, "payload_too_large");
             return;
         }
         for (size_t i = 0; i < nrefs; i++) {
-            if (eg__api_batch_add_claim_events(b, project, refs[i].id, refs[i].confidence) < 0) {
+            if (eg__api_batch_add_claim_events(b, refs[i].id, refs[i].confidence, NULL) < 0) {
                 eg_http_respond_error(r, 413, "payload_too_large");
                 return;
             }
-        }
-        if (eg__api_batch_add_audit(b, r, "memory.create", EG__API_AUDIT_MEMORY,
-                                    eg__api_one_id_json(r, id))
-            < 0) {
-            eg_http_respond_error(r, 413, "payload_too_large");
-            return;
         }
     }
     eg__api_db_known(app, r, b, known, on_created, known);
@@ -647,13 +663,11 @@ void eg__api_mem_patch(struct eg_app *app, struct eg_http_req *r)
         values[9] = eg__api_truthy(v) ? json_text(&r->arena, v) : "{}";
     {
         const char *lock[2] = {project, id};
-        const char *outbox[1] = {id};
+        const char *outbox[4];
 
         if (eg_db_batch_add(b, &st_mem_lock, lock) < 0
             || eg_db_batch_add(b, &st_mem_patch, values) < 0
-            || eg_db_batch_add(b, &st_outbox_patched, outbox) < 0
-            || eg__api_batch_add_audit(b, r, "memory.update", EG__API_AUDIT_MEMORY,
-                                       eg__api_one_id_json(r, id))
+            || eg_db_batch_add(b, &st_outbox_patched, outbox_values(r, id, "memory.update", outbox))
                    < 0) {
             eg_http_respond_error(r, 413, "payload_too_large");
             return;
@@ -697,15 +711,10 @@ void eg__api_mem_delete(struct eg_app *app, struct eg_http_req *r)
         return;
     }
     const char *values[2] = {project, id};
+    const char *outbox[4];
 
     eg_db_batch_add(b, &st_mem_delete, values);
-    eg_db_batch_add(b, &st_outbox_deleted, &id);
-    if (eg__api_batch_add_audit(b, r, "memory.delete", EG__API_AUDIT_MEMORY,
-                                eg__api_one_id_json(r, id))
-        < 0) {
-        eg_http_respond_error(r, 413, "payload_too_large");
-        return;
-    }
+    eg_db_batch_add(b, &st_outbox_deleted, outbox_values(r, id, "memory.delete", outbox));
     eg__api_db(app, r, b, on_deleted, NULL);
 }
 
@@ -768,16 +777,11 @@ void eg__api_mem_restore(struct eg_app *app, struct eg_http_req *r)
         return;
     }
     const char *values[2] = {project, id};
+    const char *outbox[4];
 
     eg_db_batch_add(b, &st_mem_lock, values);
     eg_db_batch_add(b, &st_mem_restore, values);
-    eg_db_batch_add(b, &st_outbox_restored, &id);
-    if (eg__api_batch_add_audit(b, r, "memory.restore", EG__API_AUDIT_MEMORY,
-                                eg__api_one_id_json(r, id))
-        < 0) {
-        eg_http_respond_error(r, 413, "payload_too_large");
-        return;
-    }
+    eg_db_batch_add(b, &st_outbox_restored, outbox_values(r, id, "memory.restore", outbox));
     eg__api_db(app, r, b, on_restored, NULL);
 }
 
@@ -953,7 +957,7 @@ void eg__api_mem_extract(struct eg_app *app, struct eg_http_req *r)
         const char *id = eg__api_new_id(&r->arena, "mem_");
         char tags[256];
         const char *values[13];
-        const char *outbox[1];
+        const char *outbox[4];
         struct eg_buf tb;
         struct eg_jw tw;
 
@@ -987,7 +991,6 @@ void eg__api_mem_extract(struct eg_app *app, struct eg_http_req *r)
         values[10] = metadata;
         values[11] = "inferred";
         values[12] = "f"; /* CORE: no duplicate guard when learning */
-        outbox[0] = id;
         if (eg_db_batch_add(b, &st_mem_insert, values) < 0) {
             eg_http_respond_error(r, 413, "payload_too_large");
             return;
@@ -1017,13 +1020,15 @@ void eg__api_mem_extract(struct eg_app *app, struct eg_http_req *r)
             }
         }
         /* Events close the write: the memory's, then its claims' (opt-in claim events). */
-        if (eg_db_batch_add(b, &st_outbox_created, outbox) < 0) {
+        if (eg_db_batch_add(b, &st_outbox_created, outbox_values(r, id, "memory.extract", outbox))
+            < 0) {
             eg_http_respond_error(r, 413, "payload_too_large");
             return;
         }
         for (size_t c = 0; c < m->claim_count; c++) {
-            if (eg__api_batch_add_claim_events(b, project, ec->claim_ids[i][c],
-                                               eg__api_num_text(&r->arena, m->claims[c].confidence))
+            if (eg__api_batch_add_claim_events(b, ec->claim_ids[i][c],
+                                               eg__api_num_text(&r->arena, m->claims[c].confidence),
+                                               NULL)
                 < 0) {
                 eg_http_respond_error(r, 413, "payload_too_large");
                 return;
@@ -1033,25 +1038,6 @@ void eg__api_mem_extract(struct eg_app *app, struct eg_http_req *r)
     if (ec->x.count == 0) {
         on_learned(app, r, &(struct eg_db_reply){.status = 0, .sqlstate = "", .message = ""}, ec);
         return;
-    }
-    if (eg__api_key_id(r) != NULL) {
-        struct eg_buf ids;
-        struct eg_jw iw;
-        const char *ids_json = NULL;
-
-        eg_buf_init(&ids, 1u << 20);
-        eg_jw_init(&iw, &ids);
-        eg_jw_arr_begin(&iw);
-        for (size_t i = 0; i < ec->x.count; i++)
-            eg_jw_cstr(&iw, ec->memory_ids[i]);
-        eg_jw_arr_end(&iw);
-        if (eg_jw_finish(&iw) == 0)
-            ids_json = eg_arena_strndup(&r->arena, ids.base, ids.len);
-        eg_buf_fini(&ids);
-        if (eg__api_batch_add_audit(b, r, "memory.extract", EG__API_AUDIT_MEMORY, ids_json) < 0) {
-            eg_http_respond_error(r, 413, "payload_too_large");
-            return;
-        }
     }
     eg__api_db(app, r, b, on_learned, ec);
 }

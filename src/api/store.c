@@ -55,12 +55,13 @@ static struct eg_db_stmt st_slot_upsert = {
 /*
  * The claim.created and slot.updated events of a claim written by this transaction (xmin), so a
  * claim refused for its source memory emits nothing. One INSERT keeps the two in order.
- * $2 is the confidence already in JS number form.
+ * $2 is the confidence already in JS number form; $3-$5 the audit record, on claim.created only.
  */
 static struct eg_db_stmt st_claim_events = {
     "claim_create_events",
-    "INSERT INTO event_outbox (project_id, subject_id, event_type, payload) "
-    "SELECT c.project_id, c.subject_id, ev.t, CASE ev.n WHEN 1 THEN "
+    "INSERT INTO event_outbox (project_id, subject_id, event_type, "
+    "payload" EG__API_OUTBOX_AUDIT_COLS
+    ") SELECT c.project_id, c.subject_id, ev.t, CASE ev.n WHEN 1 THEN "
     "'{\"claim_id\":' || to_json(c.claim_id)::text || ',\"subject_id\":' || "
     "to_json(c.subject_id)::text || ',\"predicate\":' || to_json(c.predicate)::text || "
     "',\"object_value\":' || to_json(c.object_value)::text || ',\"slot\":' || "
@@ -70,20 +71,27 @@ static struct eg_db_stmt st_claim_events = {
     "eg_ts(c.asserted_at) || '\"}' ELSE "
     "'{\"subject_id\":' || to_json(c.subject_id)::text || ',\"slot\":' || "
     "to_json(c.slot)::text || ',\"active_claim_id\":' || to_json(c.claim_id)::text || "
-    "',\"status\":\"active\"}' END "
-    "FROM claims c CROSS JOIN (VALUES (1, 'claim.created'), (2, 'slot.updated')) AS ev(n, t) "
-    "WHERE c.claim_id = $1 AND c.xmin = pg_current_xact_id()::xid "
-    "ORDER BY ev.n",
-    2,
+    "',\"status\":\"active\"}' END" EG__API_OUTBOX_AUDIT_VALS(
+        "CASE ev.n WHEN 1 THEN $3::text END", "CASE ev.n WHEN 1 THEN $4::text END",
+        "CASE ev.n WHEN 1 THEN $5::text END", "claim",
+        "c.claim_id") " FROM claims c CROSS JOIN (VALUES (1, 'claim.created'), (2, "
+                      "'slot.updated')) AS ev(n, t) "
+                      "WHERE c.claim_id = $1 AND c.xmin = pg_current_xact_id()::xid "
+                      "ORDER BY ev.n",
+    5,
     0,
 };
 
-int eg__api_batch_add_claim_events(struct eg_db_batch *b, const char *project, const char *claim_id,
-                                   const char *confidence)
+int eg__api_batch_add_claim_events(struct eg_db_batch *b, const char *claim_id,
+                                   const char *confidence, const struct eg__api_audit *audit)
 {
-    const char *values[2] = {claim_id, confidence};
+    const char *values[5] = {claim_id, confidence, NULL, NULL, NULL};
 
-    (void)project; /* the claim row carries it; see st_claim_events */
+    if (audit != NULL) {
+        values[2] = audit->action;
+        values[3] = audit->key_id;
+        values[4] = audit->request_id;
+    }
     return eg_db_batch_add(b, &st_claim_events, values);
 }
 

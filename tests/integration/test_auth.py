@@ -528,6 +528,15 @@ def test_secrets_never_leak(srv):
 # ------------------------------------------------------------------------------------------------
 # audit log
 # ------------------------------------------------------------------------------------------------
+def sequenced(srv, timeout=10.0):
+    """Waits until the sequencer has moved every outbox row: a write's audit record reaches
+    audit_log with its events (migration 0009)."""
+    deadline = time.monotonic() + timeout
+    while srv.cluster.query(srv.db, "SELECT count(*) FROM event_outbox") != [(0,)]:
+        assert time.monotonic() < deadline, "the outbox was not drained"
+        time.sleep(0.05)
+
+
 def test_audit_log_records_writes(srv):
     k = make_key(srv, "p1", ALL_SCOPES)
     api = KeyApi(srv, k["key"])
@@ -540,6 +549,7 @@ def test_audit_log_records_writes(srv):
     r = api.post("/api/v1/memories/extract", {"subject_id": "s", "text": "I like tea. I live in Oslo.",
                                                "learn": True})
     assert r.status == 200, r
+    sequenced(srv)
     rows = srv.cluster.query(
         srv.db, "SELECT key_id, action, object_type, object_id, project_id, request_id "
                 "FROM audit_log WHERE object_type <> 'api_key' ORDER BY id")
@@ -553,12 +563,39 @@ def test_audit_log_records_writes(srv):
     assert ("memory.update", "mem_nope") not in acts
     everything = str(srv.cluster.query(srv.db, "SELECT * FROM audit_log"))
     assert "audited" not in everything and k["key"] not in everything
+    # `at` is the time of the write's own transaction, as when the row was written with it
+    assert srv.cluster.query(srv.db, "SELECT a.at = m.created_at FROM audit_log a JOIN memories m "
+                                     "ON m.id = a.object_id WHERE a.action = 'memory.create'") \
+        == [(True,)]
+
+
+def test_audit_record_commits_with_the_write(engram):
+    """The audit record is committed by the write itself, on its outbox row, and reaches
+    audit_log when the write is sequenced, by whichever instance leads: here none can until the
+    test lets go of the sequencer's lock."""
+    db = engram.pg.create_database()
+    engram.migrate(engram.pg.url(db), AUTH_ON)
+    lock = engram.pg.connect(db)
+    try:
+        lock.cursor().execute("SELECT pg_advisory_lock(1701734770)")
+        srv = engram(env=AUTH_ON, db=db, migrate=False)
+        k = make_key(srv, "p1", ALL_SCOPES)
+        m = KeyApi(srv, k["key"]).create("s", "held in the outbox")["id"]
+        q = srv.cluster.query
+        assert q(db, "SELECT audit_action, audit_key_id, audit_object_type, audit_object_id "
+                     "FROM event_outbox") == [("memory.create", k["id"], "memory", m)]
+        assert q(db, "SELECT count(*) FROM audit_log WHERE object_type = 'memory'") == [(0,)]
+    finally:
+        lock.close()
+    sequenced(srv)
+    assert q(db, "SELECT key_id, action, object_id FROM audit_log WHERE object_type = 'memory'") \
+        == [(k["id"], "memory.create", m)]
 
 
 def test_audit_row_looks_up_only_the_written_objects(srv):
-    """The audit insert finds its objects by primary key whatever the planner knows: with no
-    statistics on memories yet, "project_id = $1 AND id IN (...)" read every row of the project
-    through a project index, on every audited write."""
+    """An audited write finds the objects it records by primary key whatever the planner knows:
+    with no statistics on memories yet, the audit insert of migration 0004 ("project_id = $1 AND
+    id IN (...)") read every row of the project through a project index, on every write."""
     q = srv.cluster.query
     q(srv.db, "ALTER TABLE memories SET (autovacuum_enabled = off)")  # no statistics arrive
     q(srv.db, "INSERT INTO memories (id, project_id, subject_id, text, kind, importance, "
@@ -579,6 +616,7 @@ def test_audit_row_looks_up_only_the_written_objects(srv):
         time.sleep(0.2)
     read1, pk1 = q(srv.db, stat)[0]
     assert pk1 - pk0 >= 6, "the writes' statistics never arrived"
+    sequenced(srv)
     assert q(srv.db, "SELECT count(*) FROM audit_log WHERE action = 'memory.create'") == [(6,)]
     assert read1 - read0 < 300, "the writes read %d index entries of memories" % (read1 - read0)
 
@@ -586,6 +624,7 @@ def test_audit_row_looks_up_only_the_written_objects(srv):
 def test_audit_is_off_without_auth(engram):
     srv = engram()
     Api(srv, "p").create("s", "x")
+    sequenced(srv)
     assert srv.cluster.query(srv.db, "SELECT count(*) FROM audit_log") == [(0,)]
 
 
