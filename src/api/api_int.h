@@ -228,6 +228,8 @@ int eg__api_set_idem(struct eg_http_req *r, struct eg__api_idem *im);
 /** Creates the limiter from cfg (NULL when ENGRAM_RATE_LIMIT is 0). redis may be NULL. */
 struct eg_api_rl *eg__api_rl_new(const struct eg_config *cfg, struct eg_redis *redis);
 void eg__api_rl_free(struct eg_api_rl *rl);
+/** Sends the increments counters held back (src/api/auth.c's sweep timer calls it). */
+void eg__api_rl_flush(struct eg_app *app);
 /**
  * Counts r against principal's window for the quota of scope (the route's scope bit; 0 for the
  * default quota) and adds the RateLimit and RateLimit-Policy headers. Returns true to go on, or

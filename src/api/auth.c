@@ -251,6 +251,7 @@ static void on_sweep_timer(uv_timer_t *t)
 {
     struct eg_api_auth *a = t->data;
 
+    eg__api_rl_flush(a->app);
     if (a->app->db == NULL || !eg_db_pool_is_live(a->app->db))
         return;
     maybe_prune(a, a->app->cfg->auth_sweep_ms);

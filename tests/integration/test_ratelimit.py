@@ -165,3 +165,50 @@ def test_increments_coalesce_while_one_is_in_flight(engram, redis_factory):
     calls = int(re.search(r"cmdstat_eval:calls=(\d+)", stats).group(1))
     assert calls == 2, stats  # the first request's, then the other 19 as one
     srv.assert_alive()
+
+
+def test_far_from_the_limit_increments_wait_for_the_sweep(engram, redis_factory):
+    """Under a quota far above the traffic a counter holds its increments back (at most 1/1024 of
+    the quota left) and sends them with the sweep, so Redis sees a few commands instead of one per
+    request; they still all reach the shared count, within a sweep period."""
+    import time
+    redis = redis_factory()
+    srv = engram(env={"REDIS_URL": redis.url, "ENGRAM_RATE_LIMIT": "1000000",
+                      "ENGRAM_RATE_LIMIT_WINDOW_S": "3600", "ENGRAM_AUTH_SWEEP_MS": "1000"})
+    redis_cli(redis, "CONFIG", "RESETSTAT")
+    t0 = time.monotonic()
+    statuses = [get(srv, project="x").status for _ in range(60)]
+    elapsed = time.monotonic() - t0
+    assert statuses == [200] * 60
+    deadline = time.monotonic() + 10
+    while shared_count(redis) < 60 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert shared_count(redis) == 60
+    stats = redis_cli(redis, "INFO", "commandstats")
+    calls = int(re.search(r"cmdstat_eval:calls=(\d+)", stats).group(1))
+    # one per sweep at most (1 s apart) during the requests, and the one after them
+    assert calls <= int(elapsed) + 2, (calls, elapsed, stats)
+    srv.assert_alive()
+
+
+def test_near_the_limit_nothing_is_held_back(engram, redis_factory):
+    """Held-back increments never cost the limit: with 2,000 of a 2,048 quota used, what is left
+    (48) is under RL_HOLD_DIV, so each request's increment goes out at once, and a second instance
+    stops at the quota."""
+    redis = redis_factory()
+    env = {"REDIS_URL": redis.url, "ENGRAM_RATE_LIMIT": "2048",
+           "ENGRAM_RATE_LIMIT_WINDOW_S": "3600", "ENGRAM_AUTH_SWEEP_MS": "1000"}
+    a = engram(env=env)
+    b = engram(env=env, db=a.db, migrate=False)
+    assert get(a, project="x").status == 200
+    import time
+    deadline = time.monotonic() + 10
+    while shared_count(redis) < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    key = redis_cli(redis, "--scan", "--pattern", "engram:rl:*").split()[0]
+    redis_cli(redis, "INCRBY", key, "1999")  # another instance's 1,999
+    statuses = [get((a, b)[i % 2], project="x").status for i in range(60)]
+    accepted = statuses.count(200)
+    # 48 left, plus at most the increments in flight (A9)
+    assert 48 <= accepted <= 50, statuses
+    assert statuses[-1] == 429
