@@ -138,6 +138,15 @@ def shared_count(redis):
     return sum(int(redis_cli(redis, "GET", k).strip() or 0) for k in keys)
 
 
+def wait_shared(redis, n, timeout=10.0):
+    """The shared count once it reaches n (or what it is after timeout s)."""
+    import time
+    deadline = time.monotonic() + timeout
+    while shared_count(redis) < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return shared_count(redis)
+
+
 def test_increments_coalesce_while_one_is_in_flight(engram, redis_factory):
     """A counter has one increment in flight at a time: the requests made while Redis holds it
     are added up and sent as one INCRBY when it answers, and the shared count still ends equal
@@ -147,9 +156,7 @@ def test_increments_coalesce_while_one_is_in_flight(engram, redis_factory):
     srv = engram(env={"REDIS_URL": redis.url, "ENGRAM_RATE_LIMIT": "1000",
                       "ENGRAM_RATE_LIMIT_WINDOW_S": "3600"})
     assert get(srv, project="x").status == 200
-    deadline = time.monotonic() + 10
-    while shared_count(redis) < 1 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_shared(redis, 1)
     redis_cli(redis, "CONFIG", "RESETSTAT")
     # Redis holds every script for 1.5 s (PING, the liveness probe, still answers)
     redis_cli(redis, "CLIENT", "PAUSE", "1500", "WRITE")
@@ -157,10 +164,7 @@ def test_increments_coalesce_while_one_is_in_flight(engram, redis_factory):
     statuses = [get(srv, project="x").status for _ in range(20)]
     assert time.monotonic() - t0 < 1.2, "the requests were slower than the pause"
     assert statuses == [200] * 20
-    deadline = time.monotonic() + 10
-    while shared_count(redis) < 21 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert shared_count(redis) == 21
+    assert wait_shared(redis, 21) == 21
     stats = redis_cli(redis, "INFO", "commandstats")
     calls = int(re.search(r"cmdstat_eval:calls=(\d+)", stats).group(1))
     assert calls == 2, stats  # the first request's, then the other 19 as one
@@ -180,10 +184,7 @@ def test_far_from_the_limit_increments_wait_for_the_sweep(engram, redis_factory)
     statuses = [get(srv, project="x").status for _ in range(60)]
     elapsed = time.monotonic() - t0
     assert statuses == [200] * 60
-    deadline = time.monotonic() + 10
-    while shared_count(redis) < 60 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert shared_count(redis) == 60
+    assert wait_shared(redis, 60) == 60
     stats = redis_cli(redis, "INFO", "commandstats")
     calls = int(re.search(r"cmdstat_eval:calls=(\d+)", stats).group(1))
     # one per sweep at most (1 s apart) during the requests, and the one after them
@@ -201,10 +202,7 @@ def test_near_the_limit_nothing_is_held_back(engram, redis_factory):
     a = engram(env=env)
     b = engram(env=env, db=a.db, migrate=False)
     assert get(a, project="x").status == 200
-    import time
-    deadline = time.monotonic() + 10
-    while shared_count(redis) < 1 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_shared(redis, 1)
     key = redis_cli(redis, "--scan", "--pattern", "engram:rl:*").split()[0]
     redis_cli(redis, "INCRBY", key, "1999")  # another instance's 1,999
     statuses = [get((a, b)[i % 2], project="x").status for i in range(60)]
