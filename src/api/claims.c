@@ -253,6 +253,12 @@ void eg__api_claim_create(struct eg_app *app, struct eg_http_req *r)
 
 /* ---- POST /claims/{id}/retract (§5.15) ----------------------------------------------------- */
 
+/* The audit record ($4-$6) rides on claim.retracted, the first of the two rows. */
+#define CLAIM_RETRACTED_AUDIT                                                                      \
+    EG__API_OUTBOX_AUDIT_VALS("CASE x.n WHEN 1 THEN $4::text END",                                 \
+                              "CASE x.n WHEN 1 THEN $5::text END",                                 \
+                              "CASE x.n WHEN 1 THEN $6::text END", "claim", "c.claim_id")
+
 /*
  * The whole retraction in one statement, so `previous` is chosen from the same snapshot that
  * writes slot_state and the edge: a separate statement would take a new snapshot (READ
@@ -292,15 +298,11 @@ static struct eg_db_stmt st_claim_retract = {
     "'{\"subject_id\":' || to_json(c.subject_id)::text || ',\"slot\":' || "
     "to_json(c.slot)::text || ',\"active_claim_id\":' || "
     "COALESCE(to_json(s.active_claim_id)::text, 'null') || ',\"status\":' || "
-    "to_json(s.status)::text || '}' END" EG__API_OUTBOX_AUDIT_VALS(
-        "CASE x.n WHEN 1 THEN $4::text END", "CASE x.n WHEN 1 THEN $5::text END",
-        "CASE x.n WHEN 1 THEN $6::text END", "claim",
-        "c.claim_id") " FROM c CROSS JOIN ss s CROSS JOIN (VALUES (1, 'claim.retracted'), (2, "
-                      "'slot.updated')) "
-                      "AS x(n, t) ORDER BY x.n RETURNING 1) "
-                      "SELECT c.claim_id, c.slot, (SELECT claim_id FROM prev) AS "
-                      "previous_claim_id, "
-                      "EXISTS (SELECT 1 FROM prev) AS restored_previous FROM c",
+    "to_json(s.status)::text || '}' END" CLAIM_RETRACTED_AUDIT
+    " FROM c CROSS JOIN ss s CROSS JOIN (VALUES (1, 'claim.retracted'), (2, 'slot.updated')) "
+    "AS x(n, t) ORDER BY x.n RETURNING 1) "
+    "SELECT c.claim_id, c.slot, (SELECT claim_id FROM prev) AS previous_claim_id, "
+    "EXISTS (SELECT 1 FROM prev) AS restored_previous FROM c",
     6,
     0,
 };

@@ -52,6 +52,12 @@ static struct eg_db_stmt st_slot_upsert = {
     0,
 };
 
+/* The audit record ($3-$5) rides on claim.created, the first of the two rows. */
+#define CLAIM_CREATED_AUDIT                                                                        \
+    EG__API_OUTBOX_AUDIT_VALS("CASE ev.n WHEN 1 THEN $3::text END",                                \
+                              "CASE ev.n WHEN 1 THEN $4::text END",                                \
+                              "CASE ev.n WHEN 1 THEN $5::text END", "claim", "c.claim_id")
+
 /*
  * The claim.created and slot.updated events of a claim written by this transaction (xmin), so a
  * claim refused for its source memory emits nothing. One INSERT keeps the two in order.
@@ -71,13 +77,10 @@ static struct eg_db_stmt st_claim_events = {
     "eg_ts(c.asserted_at) || '\"}' ELSE "
     "'{\"subject_id\":' || to_json(c.subject_id)::text || ',\"slot\":' || "
     "to_json(c.slot)::text || ',\"active_claim_id\":' || to_json(c.claim_id)::text || "
-    "',\"status\":\"active\"}' END" EG__API_OUTBOX_AUDIT_VALS(
-        "CASE ev.n WHEN 1 THEN $3::text END", "CASE ev.n WHEN 1 THEN $4::text END",
-        "CASE ev.n WHEN 1 THEN $5::text END", "claim",
-        "c.claim_id") " FROM claims c CROSS JOIN (VALUES (1, 'claim.created'), (2, "
-                      "'slot.updated')) AS ev(n, t) "
-                      "WHERE c.claim_id = $1 AND c.xmin = pg_current_xact_id()::xid "
-                      "ORDER BY ev.n",
+    "',\"status\":\"active\"}' END" CLAIM_CREATED_AUDIT
+    " FROM claims c CROSS JOIN (VALUES (1, 'claim.created'), (2, 'slot.updated')) AS ev(n, t) "
+    "WHERE c.claim_id = $1 AND c.xmin = pg_current_xact_id()::xid "
+    "ORDER BY ev.n",
     5,
     0,
 };
