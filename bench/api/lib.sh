@@ -1,6 +1,6 @@
 # bench/api/lib.sh: what bench/api/run.sh and bench/api/layers.sh share, sourced by both:
 # bench/lib.sh (temp dir, cleanup, PostgreSQL, Redis), then engramd, CPU accounting, and the
-# load runners (wrk, pgbench, paced.js). The caller sets HERE, ROOT, PGBIN, CONNS, PROJECT,
+# load runners (wrk, pgbench, paced). The caller sets HERE, ROOT, PGBIN, CONNS, PROJECT,
 # LOG_LEVEL, POOL_SIZE, LOAD_CPUS, SERVER_CPUS and BENCH_NAME, and defines log/die/pin/secs.
 # Extra engramd environment for the next start_engramd: the ENGRAM_EXTRA_ENV array (VAR=value).
 ENGRAM_EXTRA_ENV=()
@@ -169,13 +169,13 @@ run_pgbench() {
   record "$line"
 }
 
-# run_paced scenario round rate duration-s [extra args]: open-loop writes with bench/api/paced.js.
+# run_paced scenario round rate duration-s [extra args]: open-loop writes with bench/api/paced
+# (built by the caller: make -C bench/api).
 run_paced() {
   local sc=$1 round=$2 rate=$3 dur=$4 out line; shift 4
   out=$TMP/paced-$sc-$round.txt
-  load_run "paced.js ($sc)" "$out" timeout $(( dur + 40 )) node "$HERE/paced.js" --url "$BASE" \
-    --project "$PROJECT" --rate "$rate" --duration "$dur" --conns "$CONNS" \
-    --tag "$sc-$round-$RANDOM" "$@"
+  load_run "paced ($sc)" "$out" timeout $(( dur + 40 )) "$HERE/paced" --url "$BASE" \
+    --project "$PROJECT" --rate "$rate" --duration "$dur" --conns "$CONNS" "$@"
   line=$(tool_json PACEDJSON "$out") || exit 1
   line=$(jq -c --arg sc "$sc" --arg r "$round" \
     '. + {scenario: $sc, round: $r, errors: (.status_other + .err_net + (.requests - .completed))}' <<<"$line")

@@ -7,7 +7,7 @@
 #   2. the database's limit for the same work, in the same run: pgbench running engram's write
 #      transaction (memory INSERT with the duplicate check + event_outbox INSERT ... SELECT) as one
 #      pipeline, 16 clients, for both subject patterns; the four alternate, RUNS rounds;
-#   3. open loop at half the measured peak (bench/api/paced.js): p50/p99 at a fixed arrival rate;
+#   3. open loop at half the measured peak (bench/api/paced, C): p50/p99 at a fixed arrival rate;
 #   4. reads: a subject with 10k memories, GET /memories?limit=50 and GET /memories/search?q=word;
 #      engramd's own histograms over the same window give the server-side view (histdelta.py);
 #   5. the sequencer: drain time for N outbox rows inserted with SQL; commit-to-sequenced and
@@ -25,7 +25,7 @@
 #   BENCH_READ_ROWS=10000               memories of the read subject
 #   BENCH_PGBENCH_EXTENDED=1            also run pgbench -M extended (new subject; for information)
 #   BENCH_POOL_SIZE=                    ENGRAM_DB_POOL_SIZE (empty: engramd's default)
-#   BENCH_LOAD_CPUS=1 BENCH_SERVER_CPUS=0   taskset lists for wrk/pgbench/node and for engramd
+#   BENCH_LOAD_CPUS=1 BENCH_SERVER_CPUS=0   taskset lists for wrk/pgbench/paced and for engramd
 #   BENCH_ENGRAM_LOG_LEVEL=warn         engramd log level during the run
 #   BENCH_RESULTS_DIR=bench/results     where api.md / api.json go
 #   BENCH_GATE=1                        exit 3 if a target is missed
@@ -69,7 +69,7 @@ die() { log "error: $*"; exit 1; }
 pin() { PIN=(); if [ -n "$1" ]; then PIN=(taskset -c "$1"); fi; }
 secs() { local d=$1; case "$d" in *m) echo $(( ${d%m} * 60 )) ;; *s) echo "${d%s}" ;; *) echo "$d" ;; esac; }
 
-for c in wrk pgbench node taskset curl jq ss pgrep getconf redis-server redis-cli runuser; do
+for c in make cc wrk pgbench taskset curl jq ss pgrep getconf redis-server redis-cli runuser; do
   command -v "$c" >/dev/null || die "$c not found (run ops/setup; pgbench is in postgresql-contrib)"
 done
 
@@ -83,6 +83,7 @@ START=$SECONDS
 LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
 TAG=r$$
 build_engramd
+make -s -C "$HERE" paced >/dev/null || die "make -C bench/api failed (needs libuv1-dev)"
 log "engramd $ENGRAMD; load on CPU '${LOAD_CPUS:-any}', engramd on CPU '${SERVER_CPUS:-any}', PostgreSQL unpinned"
 start_pg
 start_redis
@@ -270,7 +271,6 @@ jq -n \
   --arg cpu "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)" \
   --arg wrk "$(wrk -v 2>&1 | head -n1 | awk '{print $2}')" \
   --arg pgbench "$(pgbench --version | awk '{print $3}')" \
-  --arg node "$(node --version)" \
   --arg commit "$commit" --arg ev "$("$ENGRAMD" version 2>/dev/null | head -n1 || echo '?')" --arg bt "$buildtype" \
   --arg pg "$("$PGBIN/postgres" --version | awk '{print $3}')" \
   --arg redis "$(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p')" \
@@ -285,7 +285,7 @@ jq -n \
   --argjson seq "$SEQ_JSON" --argjson lat "$LAT_JSON" --rawfile plans "$TMP/plans.txt" \
   --argjson open_server "$OPEN_SERVER" \
   '{date: $date, nproc: $nproc, kernel: $kernel, cpu_model: $cpu, loadavg_before: $load,
-    versions: {wrk: $wrk, pgbench: $pgbench, node: $node, postgresql: $pg, redis: $redis},
+    versions: {wrk: $wrk, pgbench: $pgbench, postgresql: $pg, redis: $redis},
     engramd_commit: $commit, engramd_version: $ev, engramd_buildtype: $bt,
     pg_settings: $pgset, engram_db_pool_size: $pool,
     settings: {duration: $dur, warmup: $warm, connections: $conns, runs: $runs, read_duration: $rdur,

@@ -121,9 +121,9 @@ def main():
         f"load average before the run {m.get('loadavg_before', 'n/a')}",
         f"- versions: engramd `{m['engramd_commit']}` ({m['engramd_version']}, buildtype {m['engramd_buildtype']}), "
         f"PostgreSQL {v['postgresql']} ({m['pg_settings']}, otherwise defaults), Redis {v['redis']}, "
-        f"wrk {v['wrk']}, pgbench {v['pgbench']}, node {v['node']}",
+        f"wrk {v['wrk']}, pgbench {v['pgbench']}",
         f"- engramd: DB pool {m['engram_db_pool_size']} connections, `ENGRAM_LOG_LEVEL={st['engram_log_level']}`, "
-        f"CPU {st['server_cpus'] or 'any'}; load tools (wrk -t1, pgbench -j1, node) on CPU {st['load_cpus'] or 'any'}; "
+        f"CPU {st['server_cpus'] or 'any'}; load tools (wrk -t1, pgbench -j1, bench/api/paced) on CPU {st['load_cpus'] or 'any'}; "
         "PostgreSQL unpinned",
         f"- writes: {st['connections']} connections, {st['runs']} rounds of {st['duration']} alternating "
         "engramd-unique, pgbench-unique, engramd-hot, pgbench-hot (, pgbench -M extended), after a "
@@ -209,7 +209,7 @@ def main():
             f"p99 **{num(lat['sse_minus_resp_p99_ms'], '.2f')} ms**; frame − sequenced_at p50 "
             f"{num(lat['sse_minus_seq_p50_ms'], '.2f')} ms, p99 {num(lat['sse_minus_seq_p99_ms'], '.2f')} ms",
             "- sequenced_at is the sequencer transaction's now() (its start), so it can precede the 201 "
-            "arrival by the commit-to-client time; client times are the node process's clock, the same host "
+            "arrival by the commit-to-client time; client times are the load tool's CLOCK_REALTIME, the same host "
             "clock PostgreSQL reads.",
         ]
 
