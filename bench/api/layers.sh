@@ -102,16 +102,16 @@ pg_statements() {
 # before stored and whether it made duplicates first), with fresh statistics. engramd is stopped.
 IDEM_ROWS=0 DUP_MEMS=0
 reset_db() {
-  IDEM_ROWS=$(( IDEM_ROWS + $(q "select count(*) from idempotency_keys") ))
+  IDEM_ROWS=$(( IDEM_ROWS + $(q "select count(*) from idempotency_answers") ))
   DUP_MEMS=$(( DUP_MEMS + $(q "select count(*) - count(distinct text) from memories where project_id = '$PROJECT'") ))
-  "${PSQL_SU[@]}" -d engram -qc "SET client_min_messages = warning" -qc "TRUNCATE memories, event_outbox, events, audit_log, idempotency_keys CASCADE"
+  "${PSQL_SU[@]}" -d engram -qc "SET client_min_messages = warning" -qc "TRUNCATE memories, event_outbox, events, audit_log, idempotency_answers CASCADE"
   q "INSERT INTO memories (id, project_id, subject_id, text, kind, importance, confidence, status,
        is_deleted, source_type, created_at, updated_at)
      SELECT 'mem_layers_' || i, '$PROJECT', 'read-1k', 'note ' || i || ' about ' || w[1 + i % 8],
        'fact', (i * 37) % 101, 0.9, 'active', false, 'explicit',
        now() - i * interval '1 second', now() - i * interval '1 second'
      FROM generate_series(1, $READ_ROWS) i, (SELECT $PGB_WORDS AS w) x;
-     ANALYZE memories, event_outbox, events, audit_log, idempotency_keys;" >/dev/null
+     ANALYZE memories, event_outbox, events, audit_log, idempotency_answers;" >/dev/null
 }
 
 # One setting: (re)start engramd, check the layer is really on, run writes then reads.

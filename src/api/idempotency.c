@@ -2,8 +2,10 @@
  * Idempotency-Key on POST, PATCH and DELETE (RELIABILITY.md §1.1-1.2, §2.3; docs/API.md).
  *
  * Scope: (project, principal, key), the principal being the API key's id ("" with auth off), so
- * a client never sees another client's stored response. Fingerprint: SHA-256 of the method, the
- * request target (path and query) and the body bytes.
+ * a client never sees another client's stored response. Stored responses are keyed by the first
+ * 16 bytes of SHA-256(project 0x1f principal 0x1f key) (migration 0010's eg_idem_scope), and a
+ * lookup also compares the three texts. Fingerprint: SHA-256 of the method, the request target
+ * (path and query) and the body bytes.
  *
  *   1. The handler runs at once. Its write batch begins with the claim, a transaction-scoped
  *      advisory lock on the scope: held elsewhere, on any instance, it is refused (EGI01) and the
@@ -43,11 +45,13 @@
 #include <stdio.h>
 #include <string.h>
 
-#define IDEM_KEY_MAX 255
+#define IDEM_KEY_MAX   255
+#define IDEM_SCOPE_LEN 16
 
 struct eg__api_idem {
     struct eg_app *app;
     const char *key;
+    char scope[2 * IDEM_SCOPE_LEN + 1]; /* hex; PostgreSQL reads it as a uuid */
     char fingerprint[EG_AUTH_HASH_HEX + 1];
     char ttl[24];
     char hold[24];
@@ -83,9 +87,10 @@ struct api_write {
 
 static struct eg_db_stmt st_lookup = {
     "idem_lookup",
-    "SELECT fingerprint, status, body FROM idempotency_keys WHERE project_id = $1 "
-    "AND principal = $2 AND idem_key = $3 AND created_at > now() - make_interval(secs => $4::int)",
-    4,
+    "SELECT encode(fingerprint, 'hex'), status, body FROM idempotency_answers "
+    "WHERE scope = $1::uuid AND project_id = $2 AND principal = $3 AND idem_key = $4 "
+    "AND created_at > now() - make_interval(secs => $5::int)",
+    5,
     0,
 };
 
@@ -113,42 +118,49 @@ static struct eg_db_stmt st_hold = {
  * The stores insert under the claim's lock, over an expired row of the same scope at most; a
  * response stored within the retention (the request is a retry) makes them raise EGI02, which
  * rolls the write back, and the response is replayed instead. The uniqueness check is the one
- * the insert does anyway, so a first execution pays no separate lookup.
+ * the insert does anyway, so a first execution pays no separate lookup. (A scope whose digest
+ * collides with another's live response is refused the same way; its lookup, which compares the
+ * texts, finds nothing, and the request is answered as in use.)
  */
+#define STORE_COLS  "(scope, project_id, principal, idem_key, fingerprint, status, body) "
+#define STORE_SCOPE "$1::uuid, $2, $3, $4, decode($5, 'hex')"
 #define STORE_CONFLICT                                                                             \
-    "ON CONFLICT (project_id, principal, idem_key) DO UPDATE "                                     \
-    "SET fingerprint = EXCLUDED.fingerprint, status = EXCLUDED.status, body = EXCLUDED.body, "     \
-    "created_at = now() WHERE idempotency_keys.created_at <= now() - make_interval(secs => "
+    "ON CONFLICT (scope) DO UPDATE SET project_id = EXCLUDED.project_id, "                         \
+    "principal = EXCLUDED.principal, idem_key = EXCLUDED.idem_key, "                               \
+    "fingerprint = EXCLUDED.fingerprint, status = EXCLUDED.status, body = EXCLUDED.body, "         \
+    "created_at = now() WHERE idempotency_answers.created_at <= now() - make_interval(secs => "
 #define STORE_CHECK                                                                                \
     " RETURNING 1) SELECT CASE WHEN EXISTS (SELECT 1 FROM s) THEN 0 ELSE eg_idem_refuse('EGI02') " \
     "END"
 
 static struct eg_db_stmt st_store = {
     "idem_store",
-    "WITH s AS (INSERT INTO idempotency_keys (project_id, principal, idem_key, fingerprint, "
-    "status, body) VALUES ($1, $2, $3, $4, $5::int, $6) " STORE_CONFLICT "$7::int)" STORE_CHECK,
-    7,
+    "WITH s AS (INSERT INTO idempotency_answers " STORE_COLS "VALUES (" STORE_SCOPE ", $6::int, "
+    "$7) " STORE_CONFLICT "$8::int)" STORE_CHECK,
+    8,
     0,
 };
 
 /*
- * The answer of a write known before it ran: $5/$6 when the transaction wrote memory $9, else
- * $7/$8. Under the claim's lock, so only over an expired row of the same scope, as st_store.
+ * The answer of a write known before it ran: $6/$7 when the transaction wrote memory $10, else
+ * $8/$9. Under the claim's lock, so only over an expired row of the same scope, as st_store.
  */
 static struct eg_db_stmt st_store_known = {
     "idem_store_known",
-    "WITH s AS (INSERT INTO idempotency_keys (project_id, principal, idem_key, fingerprint, "
-    "status, body) SELECT $1, $2, $3, $4, CASE WHEN w.hit THEN $5::int ELSE $7::int END, "
-    "CASE WHEN w.hit THEN $6 ELSE $8 END FROM (SELECT EXISTS (SELECT 1 FROM memories m "
-    "WHERE m.id = $9 AND m.xmin = pg_current_xact_id()::xid) AS hit) w " STORE_CONFLICT
-    "$10::int)" STORE_CHECK,
-    10,
+    "WITH s AS (INSERT INTO idempotency_answers " STORE_COLS "SELECT " STORE_SCOPE
+    ", CASE WHEN w.hit THEN $6::int ELSE $8::int END, CASE WHEN w.hit THEN $7 ELSE $9 END "
+    "FROM (SELECT EXISTS (SELECT 1 FROM memories m WHERE m.id = $10 "
+    "AND m.xmin = pg_current_xact_id()::xid) AS hit) w " STORE_CONFLICT "$11::int)" STORE_CHECK,
+    11,
     0,
 };
 
+/* Both tables: idempotency_keys holds what instances older than migration 0010 stored. */
 static struct eg_db_stmt st_prune = {
     "idem_prune",
-    "DELETE FROM idempotency_keys WHERE ctid IN (SELECT ctid FROM idempotency_keys "
+    "WITH old AS (DELETE FROM idempotency_keys WHERE ctid IN (SELECT ctid FROM idempotency_keys "
+    "WHERE created_at < now() - make_interval(secs => $1::int) LIMIT 10000)) "
+    "DELETE FROM idempotency_answers WHERE ctid IN (SELECT ctid FROM idempotency_answers "
     "WHERE created_at < now() - make_interval(secs => $1::int) LIMIT 10000)",
     1,
     0,
@@ -186,6 +198,26 @@ static const char *parse_key(struct eg_http_req *r, bool *bad)
     if (*bad)
         return NULL;
     return eg_arena_strndup(&r->arena, v, n);
+}
+
+/* The first IDEM_SCOPE_LEN bytes of SHA-256(project 0x1f principal 0x1f key), in hex. */
+static void scope_digest(struct eg__api_idem *im, const char *project)
+{
+    uint8_t h[EG_AUTH_HASH_LEN];
+    char hex[EG_AUTH_HASH_HEX + 1];
+    struct eg_buf b;
+
+    eg_buf_init(&b, strlen(project) + strlen(im->principal) + strlen(im->key) + 2);
+    eg_buf_puts(&b, project);
+    eg_buf_putc(&b, 0x1f);
+    eg_buf_puts(&b, im->principal);
+    eg_buf_putc(&b, 0x1f);
+    eg_buf_puts(&b, im->key);
+    eg_auth_hash(b.base, b.len, h);
+    eg_auth_hash_hex(h, hex);
+    memcpy(im->scope, hex, 2 * IDEM_SCOPE_LEN);
+    im->scope[2 * IDEM_SCOPE_LEN] = '\0';
+    eg_buf_fini(&b);
 }
 
 static void fingerprint(struct eg_http_req *r, char out[EG_AUTH_HASH_HEX + 1])
@@ -308,7 +340,7 @@ static void on_lookup(struct eg_app *app, struct eg_http_req *r, const struct eg
 
 static void lookup(struct eg__api_idem *im, struct eg_http_req *r)
 {
-    const char *v[4] = {eg__api_project(r), im->principal, im->key, im->ttl};
+    const char *v[5] = {im->scope, eg__api_project(r), im->principal, im->key, im->ttl};
 
     im->lookup.count = 0;
     eg_db_batch_add(&im->lookup, &st_lookup, v);
@@ -347,6 +379,7 @@ bool eg__api_idem_begin(struct eg_app *app, struct eg_http_req *r, eg__api_route
     snprintf(im->ttl, sizeof(im->ttl), "%llu", (unsigned long long)app->cfg->idempotency_ttl_s);
     snprintf(im->hold, sizeof(im->hold), "%llu", (unsigned long long)app->cfg->test_idem_hold_ms);
     fingerprint(r, im->fingerprint);
+    scope_digest(im, eg__api_project(r));
     if (eg__api_set_idem(r, im) < 0) {
         eg_http_respond_error(r, 413, "payload_too_large");
         return true;
@@ -393,7 +426,7 @@ static const struct eg_db_batch *on_write_mid(const struct eg_db_reply *rep, voi
     struct eg__api_idem *im = w->idem;
     struct eg_http_req *r = w->r;
     struct eg_db_reply mine = handler_reply(im, rep);
-    const char *v[7];
+    const char *v[8];
 
     /* The handler answers into a held response. */
     eg_http_hold(r);
@@ -402,16 +435,17 @@ static const struct eg_db_batch *on_write_mid(const struct eg_db_reply *rep, voi
     if (!r->has_responded)
         return NULL; /* an answer still to come cannot be stored; the effect commits alone */
     snprintf(im->status, sizeof(im->status), "%d", r->status);
-    v[0] = eg__api_project(r);
-    v[1] = im->principal;
-    v[2] = im->key;
-    v[3] = im->fingerprint;
-    v[4] = im->status;
-    v[5] = eg_arena_strndup(&r->arena, r->resp_body.base != NULL ? r->resp_body.base : "",
+    v[0] = im->scope;
+    v[1] = eg__api_project(r);
+    v[2] = im->principal;
+    v[3] = im->key;
+    v[4] = im->fingerprint;
+    v[5] = im->status;
+    v[6] = eg_arena_strndup(&r->arena, r->resp_body.base != NULL ? r->resp_body.base : "",
                             r->resp_body.len);
-    v[6] = im->ttl;
+    v[7] = im->ttl;
     im->tail.count = 0;
-    if (v[5] == NULL || eg_db_batch_add(&im->tail, &st_store, v) < 0)
+    if (v[6] == NULL || eg_db_batch_add(&im->tail, &st_store, v) < 0)
         return NULL;
     return &im->tail;
 }
@@ -522,20 +556,21 @@ bool eg__api_idem_db(struct eg_app *app, struct eg_http_req *r, const struct eg_
     }
     im->w = w;
     if (known != NULL) {
-        const char *v[10];
+        const char *v[11];
 
         snprintf(im->status, sizeof(im->status), "%d", known->made_status);
         snprintf(im->status_skipped, sizeof(im->status_skipped), "%d", known->skipped_status);
-        v[0] = begin[0];
-        v[1] = begin[1];
-        v[2] = begin[2];
-        v[3] = im->fingerprint;
-        v[4] = im->status;
-        v[5] = known->made_body;
-        v[6] = im->status_skipped;
-        v[7] = known->skipped_body;
-        v[8] = known->memory_id;
-        v[9] = im->ttl;
+        v[0] = im->scope;
+        v[1] = begin[0];
+        v[2] = begin[1];
+        v[3] = begin[2];
+        v[4] = im->fingerprint;
+        v[5] = im->status;
+        v[6] = known->made_body;
+        v[7] = im->status_skipped;
+        v[8] = known->skipped_body;
+        v[9] = known->memory_id;
+        v[10] = im->ttl;
         if (eg_db_batch_add(full, &st_store_known, v) < 0) {
             eg_http_respond_error(r, 413, "payload_too_large");
             return true;

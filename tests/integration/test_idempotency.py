@@ -1,6 +1,7 @@
 """Idempotency-Key (RELIABILITY.md §2.3 I1-I7, I9): replays, mismatches, concurrent duplicates
 across two instances, crashes before and after the commit, retention, validation errors and a
 database outage. Keys are scoped to (project, API key, Idempotency-Key)."""
+import hashlib
 import json
 import threading
 import time
@@ -194,7 +195,7 @@ def test_retention(engram):
     assert again.status == 201 and again.header("idempotent-replayed") is None
     assert again.body != first.body
     assert count(srv, "SELECT count(*) FROM claims WHERE subject_id = 'st'") == 2
-    assert count(srv, "SELECT count(*) FROM idempotency_keys") == 1
+    assert count(srv, "SELECT count(*) FROM idempotency_answers") == 1
 
 
 def test_validation_errors_are_not_stored_but_executed_4xx_are(engram):
@@ -233,7 +234,7 @@ def test_duplicate_skip_is_stored_as_such(engram_server):
     again = post(srv, "/api/v1/memories", {"subject_id": sub, "text": "Other text"}, "made-" + sub)
     assert made.status == 201 and (again.status, again.body) == (201, made.body)
     assert again.header("idempotent-replayed") == "true"
-    stored = srv.cluster.query(srv.db, "SELECT status, body FROM idempotency_keys "
+    stored = srv.cluster.query(srv.db, "SELECT status, body FROM idempotency_answers "
                                "WHERE idem_key = %s", ("made-" + sub,))
     assert stored == [(201, made.body.decode())]
     assert count(srv, "SELECT count(*) FROM memories WHERE subject_id = %s", (sub,)) == 2
@@ -254,7 +255,7 @@ def test_retry_that_collides_with_its_first_execution_replays(engram_server):
     other = post(srv, "/api/v1/memories", dict(body, text="another text"), "other-" + key)
     assert other.status == 409 and json.loads(other.body)["error"] == "memory_exists", other
     assert count(srv, "SELECT count(*) FROM memories WHERE id = %s", (mid,)) == 1
-    assert count(srv, "SELECT count(*) FROM idempotency_keys WHERE idem_key = %s",
+    assert count(srv, "SELECT count(*) FROM idempotency_answers WHERE idem_key = %s",
                  ("other-" + key,)) == 0
 
 
@@ -292,7 +293,7 @@ def test_admin_key_answers_are_never_stored(engram):
     assert r.status == 201
     r2 = post(srv, "/admin/keys", {"scopes": "memories:read"}, "k-1", admin)
     assert r2.status == 201 and r2.body != r.body
-    assert count(srv, "SELECT count(*) FROM idempotency_keys") == 0
+    assert count(srv, "SELECT count(*) FROM idempotency_answers") == 0
 
 
 def test_database_down_during_claim(engram, private_pg):
@@ -308,5 +309,104 @@ def test_database_down_during_claim(engram, private_pg):
     assert r.status == 201 and r.header("idempotent-replayed") is None, r
     r = post(srv, "/api/v1/memories", body, key)
     assert r.status == 201 and r.header("idempotent-replayed") == "true", r
-    assert count(srv, "SELECT count(*) FROM idempotency_keys") == 1
+    assert count(srv, "SELECT count(*) FROM idempotency_answers") == 1
     assert Api(srv, "p1").get("/api/v1/memories?subject_id=sd").json["count"] == 1
+
+
+# ---- migration 0010: stored responses keyed by a digest of their scope ----------------------
+
+# The store of an instance from before migration 0010 (src/api/idempotency.c at 77270a5), as it
+# keeps running during a rolling upgrade.
+OLD_STORE = (
+    "WITH s AS (INSERT INTO idempotency_keys (project_id, principal, idem_key, fingerprint, "
+    "status, body) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (project_id, principal, idem_key) "
+    "DO UPDATE SET fingerprint = EXCLUDED.fingerprint, status = EXCLUDED.status, "
+    "body = EXCLUDED.body, created_at = now() WHERE idempotency_keys.created_at <= now() - "
+    "make_interval(secs => 86400) RETURNING 1) "
+    "SELECT CASE WHEN EXISTS (SELECT 1 FROM s) THEN 0 ELSE eg_idem_refuse('EGI02') END")
+
+
+def request_fingerprint(method, target, body):
+    return hashlib.sha256(b"%s\n%s\n%s" % (method.encode(), target.encode(), body)).hexdigest()
+
+
+def scope_digest(project, principal, key):
+    return str(uuid.UUID(bytes=hashlib.sha256(
+        ("%s\x1f%s\x1f%s" % (project, principal, key)).encode()).digest()[:16]))
+
+
+def test_stored_answers_are_keyed_by_the_scope_digest(engram):
+    srv = engram(env=AUTH_ON)
+    made = make_key(srv, "p1", "memories:write")
+    other = make_key(srv, "p1", "memories:write")
+    key = "digest-" + uuid.uuid4().hex
+    body = {"subject_id": "sd1", "text": "keyed by digest"}
+    for k in (made, other):
+        assert post(srv, "/api/v1/memories", body, key, k["key"]).status in (200, 201)
+    rows = srv.cluster.query(
+        srv.db, "SELECT principal, scope::text, scope = eg_idem_scope(project_id, principal, "
+        "idem_key), encode(fingerprint, 'hex') FROM idempotency_answers WHERE idem_key = %s "
+        "ORDER BY created_at", (key,))
+    assert [r[0] for r in rows] == [made["id"], other["id"]]
+    fp = request_fingerprint("POST", "/api/v1/memories", json.dumps(body).encode())
+    for principal, scope, sql_agrees, stored_fp in rows:
+        assert scope == scope_digest("p1", principal, key) and sql_agrees, (principal, scope)
+        assert stored_fp == fp
+
+
+def test_an_older_instances_answer_replays(engram_server):
+    """An instance still on the old version stores into idempotency_keys: the trigger mirrors
+    the answer, and this version replays it."""
+    srv = engram_server
+    key = "old-" + uuid.uuid4().hex
+    body = json.dumps({"subject_id": "so1", "text": "stored by an older instance"}).encode()
+    fp = request_fingerprint("POST", "/api/v1/memories", body)
+    srv.cluster.query(srv.db, OLD_STORE, ("p1", "", key, fp, 201, '{"id":"mem_old"}'))
+    r = one_request(srv.host, srv.port, "POST", "/api/v1/memories",
+                    [("Content-Type", "application/json"), ("x-project-id", "p1"),
+                     ("Idempotency-Key", key)], body)
+    assert (r.status, r.body) == (201, b'{"id":"mem_old"}'), r
+    assert r.header("idempotent-replayed") == "true"
+    assert count(srv, "SELECT count(*) FROM memories WHERE subject_id = 'so1'") == 0
+
+
+def test_an_older_instance_cannot_repeat_a_newer_ones_write(engram_server):
+    import psycopg2
+    srv = engram_server
+    key = "new-" + uuid.uuid4().hex
+    body = {"subject_id": "so2", "text": "stored by this version"}
+    assert post(srv, "/api/v1/memories", body, key).status == 201
+    fp = request_fingerprint("POST", "/api/v1/memories", json.dumps(body).encode())
+    with pytest.raises(psycopg2.Error) as e:
+        srv.cluster.query(srv.db, OLD_STORE, ("p1", "", key, fp, 201, '{"again":true}'))
+    assert e.value.pgcode == "EGI02"
+    # Past the retention the older instance's write runs, and its answer replaces the old one.
+    srv.cluster.query(srv.db, "UPDATE idempotency_answers SET created_at = now() - "
+                      "interval '25 hours' WHERE idem_key = %s", (key,))
+    srv.cluster.query(srv.db, OLD_STORE, ("p1", "", key, fp, 201, '{"again":true}'))
+    assert srv.cluster.query(srv.db, "SELECT body FROM idempotency_answers WHERE idem_key = %s",
+                             (key,)) == [('{"again":true}',)]
+
+
+def test_migration_0010_carries_stored_answers_over(engram):
+    """Answers stored before the upgrade replay after it: the database is taken back to
+    version 9 with one stored answer, then migrated."""
+    db = engram.pg.create_database()
+    engram.migrate(engram.pg.url(db))
+    q = lambda sql, params=(): engram.pg.query(db, sql, params)  # noqa: E731
+    q("DROP TRIGGER idempotency_keys_mirror ON idempotency_keys")
+    q("DROP TABLE idempotency_answers")
+    q("DROP FUNCTION eg_idem_mirror(), eg_idem_scope(text, text, text)")
+    q("DELETE FROM schema_migrations WHERE version = 10")
+    key = "pre-" + uuid.uuid4().hex
+    body = json.dumps({"subject_id": "so3", "text": "stored before the upgrade"}).encode()
+    fp = request_fingerprint("POST", "/api/v1/memories", body)
+    q(OLD_STORE, ("p1", "", key, fp, 201, '{"id":"mem_pre"}'))
+    engram.migrate(engram.pg.url(db))
+    assert q("SELECT scope::text, encode(fingerprint, 'hex'), status, body FROM "
+             "idempotency_answers") == [(scope_digest("p1", "", key), fp, 201, '{"id":"mem_pre"}')]
+    srv2 = engram(db=db, migrate=False)
+    r = one_request(srv2.host, srv2.port, "POST", "/api/v1/memories",
+                    [("Content-Type", "application/json"), ("x-project-id", "p1"),
+                     ("Idempotency-Key", key)], body)
+    assert (r.status, r.body) == (201, b'{"id":"mem_pre"}') and r.header("idempotent-replayed")

@@ -231,7 +231,7 @@ def test_database_down_during_claim_through_haproxy(engram, private_pg, workdir)
         assert r.status == 201 and r.header("idempotent-replayed") is None, (r, seen)
         r = post(front, "/api/v1/memories", body, key)
         assert r.status == 201 and r.header("idempotent-replayed") == "true", r
-        assert count(a, "SELECT count(*) FROM idempotency_keys") == 1
+        assert count(a, "SELECT count(*) FROM idempotency_answers") == 1
         assert count(a, "SELECT count(*) FROM memories WHERE subject_id = 'lbpg'") == 1
     finally:
         lb.stop()
