@@ -38,7 +38,6 @@
 
 #define MAX_CONNS       256
 #define REQ_MAX         1024
-#define HEAD_MAX        4096
 #define BODY_KEEP       2048 /* enough of a 201 body to find its "id" */
 #define ID_MAX          64
 #define CONNECT_WAIT_MS 5000
@@ -63,15 +62,8 @@ struct conn {
     uv_write_t wreq;
     int state;
     uint64_t idx; /* the request in flight (C_BUSY) */
-    int head_matched;
-    size_t hlen;
-    bool in_body;
-    bool chunked;
-    uint64_t body_left;
-    struct ssb_chunked ch;
-    struct ssb_head head;
+    struct ssb_resp resp;
     size_t blen;
-    char hbuf[HEAD_MAX];
     char body[BODY_KEEP];
     char req[REQ_MAX];
 };
@@ -110,13 +102,8 @@ static struct {
     uv_connect_t screq;
     uv_write_t swreq;
     char sreq[REQ_MAX];
-    int s_matched;
-    size_t s_hlen;
-    bool s_in_body;
-    bool s_chunked;
-    struct ssb_chunked s_ch;
+    struct ssb_resp sresp;
     struct ssb_sse sse;
-    char s_hbuf[HEAD_MAX];
     uint64_t sse_frames;
 } S;
 
@@ -211,11 +198,11 @@ static void req_done(struct conn *c)
     struct rec *r = &S.recs[c->idx];
 
     r->resp_us = now_us(CLOCK_MONOTONIC);
-    r->status = (uint16_t)c->head.status;
-    if (c->head.status == 201) {
+    r->status = (uint16_t)c->resp.head.status;
+    if (c->resp.head.status == 201) {
         S.ok++;
         take_id(r, c->body, c->blen);
-    } else if (c->head.status == 200) {
+    } else if (c->resp.head.status == 200) {
         S.dup++;
     } else {
         S.other++;
@@ -257,57 +244,21 @@ static void conn_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     }
     len = (size_t)nread;
     while (len > 0) {
+        ssize_t n;
+
         if (c->state != C_BUSY) {
             conn_fail(c); /* bytes nobody asked for */
             return;
         }
-        if (!c->in_body) {
-            size_t n = ssb_head_end(&c->head_matched, p, len);
-            size_t take = n > 0 ? n : len;
-
-            if (c->hlen + take > sizeof(c->hbuf)) {
-                conn_fail(c);
-                return;
-            }
-            memcpy(c->hbuf + c->hlen, p, take);
-            c->hlen += take;
-            p += take;
-            len -= take;
-            if (n == 0)
-                return;
-            if (ssb_head_parse(c->hbuf, c->hlen, &c->head) < 0) {
-                conn_fail(c);
-                return;
-            }
-            c->in_body = true;
-            c->chunked = c->head.is_chunked;
-            c->body_left = c->head.has_length ? c->head.content_length : 0;
-            if (!c->chunked && c->body_left == 0)
-                req_done(c);
-            continue;
+        n = ssb_resp_feed(&c->resp, p, len, keep_body, c);
+        if (n < 0) {
+            conn_fail(c);
+            return;
         }
-        if (c->chunked) {
-            size_t i;
-
-            for (i = 0; i < len && !c->ch.is_done; i++)
-                if (ssb_chunked_feed(&c->ch, p + i, 1, keep_body, c) < 0) {
-                    conn_fail(c);
-                    return;
-                }
-            p += i;
-            len -= i;
-            if (c->ch.is_done)
-                req_done(c);
-        } else {
-            size_t n = len < c->body_left ? len : (size_t)c->body_left;
-
-            keep_body(c, p, n);
-            p += n;
-            len -= n;
-            c->body_left -= n;
-            if (c->body_left == 0)
-                req_done(c);
-        }
+        p += n;
+        len -= (size_t)n;
+        if (c->resp.is_done)
+            req_done(c);
     }
 }
 
@@ -338,11 +289,8 @@ static void conn_send(struct conn *c, uint64_t i)
         die("request too long", 0);
     c->state = C_BUSY;
     c->idx = i;
-    c->head_matched = 0;
-    c->hlen = 0;
-    c->in_body = false;
+    ssb_resp_reset(&c->resp);
     c->blen = 0;
-    memset(&c->ch, 0, sizeof(c->ch));
     S.recs[i].sent_us = now_us(CLOCK_MONOTONIC);
     c->wreq.data = c;
     b = uv_buf_init(c->req, (unsigned)rn);
@@ -467,8 +415,7 @@ static void sse_data(void *arg, const char *p, size_t n)
 
 static void sse_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
-    const char *p = buf->base;
-    size_t len;
+    bool had_head = S.sresp.has_head;
 
     (void)st;
     if (nread < 0) {
@@ -476,32 +423,11 @@ static void sse_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
             die("SSE stream ended", (int)nread);
         return;
     }
-    len = (size_t)nread;
-    if (!S.s_in_body) {
-        size_t n = ssb_head_end(&S.s_matched, p, len);
-        size_t take = n > 0 ? n : len;
-        struct ssb_head h;
-
-        if (S.s_hlen + take > sizeof(S.s_hbuf))
-            die("SSE response head too long", 0);
-        memcpy(S.s_hbuf + S.s_hlen, p, take);
-        S.s_hlen += take;
-        p += take;
-        len -= take;
-        if (n == 0)
-            return;
-        if (ssb_head_parse(S.s_hbuf, S.s_hlen, &h) < 0 || h.status != 200) {
-            fprintf(stderr, "paced: SSE status %d\n", h.status);
-            exit(1);
-        }
-        S.s_in_body = true;
-        S.s_chunked = h.is_chunked;
-    }
-    if (S.s_chunked) {
-        if (ssb_chunked_feed(&S.s_ch, p, len, sse_data, NULL) < 0)
-            die("SSE chunked coding", 0);
-    } else {
-        sse_data(NULL, p, len);
+    if (ssb_resp_feed(&S.sresp, buf->base, (size_t)nread, sse_data, NULL) < 0)
+        die("SSE response", 0);
+    if (!had_head && S.sresp.has_head && S.sresp.head.status != 200) {
+        fprintf(stderr, "paced: SSE status %d\n", S.sresp.head.status);
+        exit(1);
     }
 }
 

@@ -590,13 +590,7 @@ struct wconn {
     bool is_open;
     uint32_t phase;
     uint64_t sent_us;
-    int head_matched;
-    bool in_body;
-    bool body_chunked;
-    uint64_t body_left;
-    struct ssb_chunked ch;
-    size_t hlen;
-    char hbuf[4096];
+    struct ssb_resp resp;
     char req[1024];
 };
 
@@ -833,9 +827,6 @@ static void wc_done(struct wconn *w, int status)
         wp->status_err++;
     wp->post_hist[ssb_hist_bucket(now > w->sent_us ? now - w->sent_us : 0)]++;
     w->state = WC_IDLE;
-    w->hlen = 0;
-    w->head_matched = 0;
-    w->in_body = false;
     C.inflight--;
     writer_pump();
 }
@@ -846,8 +837,6 @@ static void wc_noop_data(void *arg, const char *p, size_t len)
     (void)p;
     (void)len;
 }
-
-static int g_last_status;
 
 static void wc_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
@@ -861,60 +850,19 @@ static void wc_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     }
     len = (size_t)nread;
     while (len > 0) {
+        ssize_t n;
+
         if (w->state != WC_BUSY)
             return; /* bytes nobody asked for: ignore */
-        if (!w->in_body) {
-            size_t n = ssb_head_end(&w->head_matched, p, len);
-            size_t take = n > 0 ? n : len;
-            struct ssb_head h;
-
-            if (w->hlen + take > sizeof(w->hbuf)) {
-                wc_fail(w);
-                return;
-            }
-            memcpy(w->hbuf + w->hlen, p, take);
-            w->hlen += take;
-            p += take;
-            len -= take;
-            if (n == 0)
-                return;
-            if (ssb_head_parse(w->hbuf, w->hlen, &h) < 0) {
-                wc_fail(w);
-                return;
-            }
-            g_last_status = h.status;
-            w->in_body = true;
-            w->body_chunked = h.is_chunked;
-            w->body_left = h.has_length ? h.content_length : 0;
-            memset(&w->ch, 0, sizeof(w->ch));
-            if (!w->body_chunked && w->body_left == 0) {
-                wc_done(w, h.status);
-                continue;
-            }
-            continue;
+        n = ssb_resp_feed(&w->resp, p, len, wc_noop_data, NULL);
+        if (n < 0) {
+            wc_fail(w);
+            return;
         }
-        if (w->body_chunked) {
-            /* Feed byte runs until the decoder reports the last chunk. */
-            size_t i;
-
-            for (i = 0; i < len && !w->ch.is_done; i++)
-                if (ssb_chunked_feed(&w->ch, p + i, 1, wc_noop_data, NULL) < 0) {
-                    wc_fail(w);
-                    return;
-                }
-            p += i;
-            len -= i;
-            if (w->ch.is_done)
-                wc_done(w, g_last_status);
-        } else {
-            size_t n = len < w->body_left ? len : (size_t)w->body_left;
-
-            p += n;
-            len -= n;
-            w->body_left -= n;
-            if (w->body_left == 0)
-                wc_done(w, g_last_status);
-        }
+        p += n;
+        len -= (size_t)n;
+        if (w->resp.is_done)
+            wc_done(w, w->resp.head.status);
     }
 }
 
@@ -984,6 +932,7 @@ static void wc_send(struct wconn *w, uint32_t phase)
     if (rn < 0 || (size_t)rn >= sizeof(w->req))
         die("writer request too long", 0);
     w->state = WC_BUSY;
+    ssb_resp_reset(&w->resp);
     w->phase = phase;
     w->sent_us = m.send_us;
     w->wreq.data = w;

@@ -137,7 +137,9 @@ static int hex_value(char c)
     return -1;
 }
 
-int ssb_chunked_feed(struct ssb_chunked *c, const char *p, size_t len, ssb_data_fn *fn, void *arg)
+/* Decodes until p runs out or the last chunk's trailer ends: the bytes used, or -1. */
+static ssize_t chunked_run(struct ssb_chunked *c, const char *p, size_t len, ssb_data_fn *fn,
+                           void *arg)
 {
     size_t i = 0;
 
@@ -197,7 +199,66 @@ int ssb_chunked_feed(struct ssb_chunked *c, const char *p, size_t len, ssb_data_
         default: return -1;
         }
     }
-    return 0;
+    return (ssize_t)i;
+}
+
+int ssb_chunked_feed(struct ssb_chunked *c, const char *p, size_t len, ssb_data_fn *fn, void *arg)
+{
+    return chunked_run(c, p, len, fn, arg) < 0 ? -1 : 0;
+}
+
+void ssb_resp_reset(struct ssb_resp *r)
+{
+    r->head_matched = 0;
+    r->has_head = false;
+    r->is_done = false;
+    r->hlen = 0;
+    r->body_left = 0;
+    memset(&r->head, 0, sizeof(r->head));
+    memset(&r->ch, 0, sizeof(r->ch));
+}
+
+ssize_t ssb_resp_feed(struct ssb_resp *r, const char *p, size_t len, ssb_data_fn *fn, void *arg)
+{
+    size_t used = 0;
+
+    if (!r->has_head) {
+        size_t n = ssb_head_end(&r->head_matched, p, len);
+        size_t take = n > 0 ? n : len;
+
+        if (r->hlen + take > sizeof(r->hbuf))
+            return -1;
+        memcpy(r->hbuf + r->hlen, p, take);
+        r->hlen += take;
+        if (n == 0)
+            return (ssize_t)len;
+        if (ssb_head_parse(r->hbuf, r->hlen, &r->head) < 0)
+            return -1;
+        r->has_head = true;
+        r->body_left = r->head.has_length ? r->head.content_length : 0;
+        r->is_done = !r->head.is_chunked && r->head.has_length && r->body_left == 0;
+        used = n;
+    }
+    if (r->is_done || used == len)
+        return (ssize_t)used;
+    if (r->head.is_chunked) {
+        ssize_t n = chunked_run(&r->ch, p + used, len - used, fn, arg);
+
+        if (n < 0)
+            return -1;
+        r->is_done = r->ch.is_done;
+        return (ssize_t)used + n;
+    }
+    if (!r->head.has_length) {
+        fn(arg, p + used, len - used); /* the body runs to the end of the connection */
+        return (ssize_t)len;
+    }
+    if (len - used > r->body_left)
+        len = used + (size_t)r->body_left;
+    fn(arg, p + used, len - used);
+    r->body_left -= len - used;
+    r->is_done = r->body_left == 0;
+    return (ssize_t)len;
 }
 
 static void sse_line(struct ssb_sse *s, const char *p, size_t len, ssb_event_fn *fn, void *arg)

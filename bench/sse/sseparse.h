@@ -65,6 +65,30 @@ typedef void ssb_data_fn(void *arg, const char *p, size_t len);
  * Returns 0, or -1 on malformed coding (the stream cannot continue). */
 int ssb_chunked_feed(struct ssb_chunked *c, const char *p, size_t len, ssb_data_fn *fn, void *arg);
 
+/** Longest response head ssb_resp buffers. */
+#define SSB_HEAD_MAX 4096
+
+/** One HTTP/1.1 response read incrementally: its head, then its body by Content-Length, by
+ * chunked coding, or (with neither) up to the end of the connection. ssb_resp_reset before each
+ * response on a keep-alive connection (a zeroed struct is reset). */
+struct ssb_resp {
+    int head_matched;
+    bool has_head; /* head is parsed and valid */
+    bool is_done;  /* the whole body was read */
+    size_t hlen;
+    uint64_t body_left;
+    struct ssb_head head;
+    struct ssb_chunked ch;
+    char hbuf[SSB_HEAD_MAX];
+};
+
+void ssb_resp_reset(struct ssb_resp *r);
+
+/** Feeds p[0..len), passing body bytes to fn (not copied). Returns how many of the bytes belong
+ * to this response (it stops at the response's end; the rest begins the next one), or -1 when
+ * the head is malformed or longer than SSB_HEAD_MAX, or the chunked coding is malformed. */
+ssize_t ssb_resp_feed(struct ssb_resp *r, const char *p, size_t len, ssb_data_fn *fn, void *arg);
+
 /** One dispatched SSE event. */
 struct ssb_sse_event {
     bool is_connected; /* event: connected */

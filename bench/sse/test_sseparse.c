@@ -43,12 +43,7 @@ static void on_event(void *arg, const struct ssb_sse_event *ev)
 }
 
 struct stream {
-    int head_matched;
-    int in_body;
-    size_t hlen;
-    char head[512];
-    struct ssb_head h;
-    struct ssb_chunked ch;
+    struct ssb_resp resp;
     struct ssb_sse sse;
     struct seen seen;
 };
@@ -62,23 +57,65 @@ static void on_body(void *arg, const char *p, size_t len)
 
 static void feed(struct stream *st, const char *p, size_t len)
 {
-    if (!st->in_body) {
-        size_t n = ssb_head_end(&st->head_matched, p, len);
-        size_t take = n > 0 ? n : len;
+    CHECK(ssb_resp_feed(&st->resp, p, len, on_body, st) == (ssize_t)len);
+}
 
-        memcpy(st->head + st->hlen, p, take);
-        st->hlen += take;
-        if (n == 0)
-            return;
-        CHECK(ssb_head_parse(st->head, st->hlen, &st->h) == 0);
-        st->in_body = 1;
-        p += n;
-        len -= n;
+/* Two responses back to back on one keep-alive connection, as the writers read them. */
+static const char TWO[] = "HTTP/1.1 201 Created\r\nContent-Length: 5\r\n\r\nhello"
+                          "HTTP/1.1 409 Conflict\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          "3\r\nabc\r\n0\r\n\r\n";
+
+struct two {
+    struct ssb_resp resp;
+    int done;
+    int status[2];
+    size_t blen[2];
+    char body[2][16];
+};
+
+static void on_two_body(void *arg, const char *p, size_t len)
+{
+    struct two *t = arg;
+
+    if (t->done < 2 && t->blen[t->done] + len < sizeof(t->body[0])) {
+        memcpy(t->body[t->done] + t->blen[t->done], p, len);
+        t->blen[t->done] += len;
     }
-    if (st->h.is_chunked)
-        CHECK(ssb_chunked_feed(&st->ch, p, len, on_body, st) == 0);
-    else
-        ssb_sse_feed(&st->sse, p, len, on_event, &st->seen);
+}
+
+static void feed_two(struct two *t, const char *p, size_t len)
+{
+    while (len > 0 && t->done < 2) {
+        ssize_t n = ssb_resp_feed(&t->resp, p, len, on_two_body, t);
+
+        CHECK(n >= 0);
+        if (n < 0)
+            return;
+        p += n;
+        len -= (size_t)n;
+        if (t->resp.is_done) {
+            t->status[t->done++] = t->resp.head.status;
+            ssb_resp_reset(&t->resp);
+        }
+    }
+    CHECK(len == 0);
+}
+
+static void check_two(void)
+{
+    size_t len = sizeof(TWO) - 1;
+    size_t split;
+
+    for (split = 0; split <= len; split++) {
+        struct two t;
+
+        memset(&t, 0, sizeof(t));
+        feed_two(&t, TWO, split);
+        feed_two(&t, TWO + split, len - split);
+        CHECK(t.done == 2 && t.status[0] == 201 && t.status[1] == 409);
+        CHECK(t.blen[0] == 5 && memcmp(t.body[0], "hello", 5) == 0);
+        CHECK(t.blen[1] == 3 && memcmp(t.body[1], "abc", 3) == 0);
+    }
 }
 
 static size_t chunk(char *out, const char *payload)
@@ -112,8 +149,8 @@ static size_t build_plain(char *buf)
 
 static void check_chunked(const struct stream *st)
 {
-    CHECK(st->h.status == 200);
-    CHECK(st->h.is_chunked);
+    CHECK(st->resp.head.status == 200);
+    CHECK(st->resp.head.is_chunked);
     CHECK(st->seen.events == 4);
     CHECK(st->seen.connected == 1);
     CHECK(st->seen.ids[0] == 2);
@@ -125,7 +162,7 @@ static void check_chunked(const struct stream *st)
 
 static void check_plain(const struct stream *st)
 {
-    CHECK(!st->h.is_chunked);
+    CHECK(!st->resp.head.is_chunked);
     CHECK(st->seen.events == 1);
     CHECK(st->seen.has_mark[0] && st->seen.marks_n[0] == 1 && st->seen.marks_us[0] == 5);
 }
@@ -172,6 +209,7 @@ int main(void)
         feed(&st, buf + split, len - split);
         check_plain(&st);
     }
+    check_two();
     for (v = 1; v < (1ull << 40); v = v * 3 + 1) {
         unsigned b = ssb_hist_bucket(v);
 
