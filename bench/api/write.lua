@@ -7,6 +7,7 @@
 -- the count of 201s, 200s (duplicates) and other statuses. Layers (bench/api/layers.sh):
 -- BENCH_API_KEY adds `Authorization: Bearer <key>`; BENCH_IDEMPOTENCY=1 gives every request its own
 -- Idempotency-Key.
+local wrkjson = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "../wrkjson.lua")
 local project = os.getenv("BENCH_PROJECT") or "bench"
 local tag = os.getenv("BENCH_TAG") or "w"
 local mode = os.getenv("BENCH_SUBJECT_MODE") or "unique"
@@ -50,22 +51,4 @@ function response(status, hdrs, body)
   else cother = cother + 1 end
 end
 
-function done(summary, latency, requests)
-  local e = summary.errors
-  local secs = summary.duration / 1e6
-  local s201, s200, sother = 0, 0, 0
-  for _, t in ipairs(threads) do
-    s201 = s201 + (t:get("c201") or 0)
-    s200 = s200 + (t:get("c200") or 0)
-    sother = sother + (t:get("cother") or 0)
-  end
-  io.write(string.format(
-    'WRKJSON {"requests":%d,"duration_s":%.3f,"bytes":%d,"rps":%.1f,' ..
-    '"p50_us":%d,"p90_us":%d,"p99_us":%d,"mean_us":%.1f,"max_us":%d,' ..
-    '"err_connect":%d,"err_read":%d,"err_write":%d,"err_status":%d,"err_timeout":%d,' ..
-    '"status_201":%d,"status_200":%d,"status_other":%d}\n',
-    summary.requests, secs, summary.bytes, summary.requests / secs,
-    math.floor(latency:percentile(50)), math.floor(latency:percentile(90)),
-    math.floor(latency:percentile(99)), latency.mean, math.floor(latency.max),
-    e.connect, e.read, e.write, e.status, e.timeout, s201, s200, sother))
-end
+done = wrkjson.done(threads, { "201", "200", "other" })
