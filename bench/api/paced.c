@@ -50,7 +50,6 @@ struct rec {
     uint64_t sent_us;
     uint64_t resp_us;
     uint64_t sse_us;
-    uint16_t status;
     char id[ID_MAX];
 };
 
@@ -198,7 +197,6 @@ static void req_done(struct conn *c)
     struct rec *r = &S.recs[c->idx];
 
     r->resp_us = now_us(CLOCK_MONOTONIC);
-    r->status = (uint16_t)c->resp.head.status;
     if (c->resp.head.status == 201) {
         S.ok++;
         take_id(r, c->body, c->blen);
