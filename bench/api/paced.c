@@ -176,7 +176,7 @@ static void conn_fail(struct conn *c)
     }
 }
 
-/* The "id" of a JSON object body, when it comes first or anywhere at top level as "id":"...". */
+/* The first "id":"..." string of a response body (a 201 from POST /memories puts the id first). */
 static void take_id(struct rec *r, const char *p, size_t n)
 {
     const char *s = memmem(p, n, "\"id\":\"", 6);
