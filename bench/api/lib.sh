@@ -3,7 +3,9 @@
 # load runners (wrk, pgbench, paced). The caller sets HERE, ROOT, PGBIN, CONNS, PROJECT,
 # LOG_LEVEL, POOL_SIZE, LOAD_CPUS, SERVER_CPUS and BENCH_NAME, and defines log/die/pin/secs.
 # Extra engramd environment for the next start_engramd: the ENGRAM_EXTRA_ENV array (VAR=value).
+# ENGRAM_NAME names its log ($TMP/$ENGRAM_NAME.log), so several can run at once.
 ENGRAM_EXTRA_ENV=()
+ENGRAM_NAME=engramd
 
 # ---------------------------------------------------------------- processes, PostgreSQL, Redis
 
@@ -29,11 +31,11 @@ start_engramd() {
   "$ENGRAMD" migrate >"$TMP/migrate.log" 2>&1 || { cat "$TMP/migrate.log" >&2; die "engramd migrate failed"; }
   pin "$SERVER_CPUS"
   env "${ENGRAM_EXTRA_ENV[@]}" PORT="$ENGRAM_PORT" ENGRAM_BIND=127.0.0.1 "${PIN[@]}" "$ENGRAMD" serve \
-    >"$TMP/engramd.log" 2>&1 &
+    >"$TMP/$ENGRAM_NAME.log" 2>&1 &
   ENGRAM_PID=$!
   PIDS+=("$ENGRAM_PID")
   if ! wait_http "http://127.0.0.1:$ENGRAM_PORT/health/ready" 15; then
-    tail -n 30 "$TMP/engramd.log" >&2
+    tail -n 30 "$TMP/$ENGRAM_NAME.log" >&2
     die "engramd did not answer /health/ready within 15 s"
   fi
   BASE=http://127.0.0.1:$ENGRAM_PORT
@@ -53,9 +55,9 @@ check_engramd() {
   if ! kill -0 "$ENGRAM_PID" 2>/dev/null; then
     local rc=0
     wait "$ENGRAM_PID" || rc=$?
-    cp "$TMP/engramd.log" "/tmp/engram-bench-$BENCH_NAME-engramd.log"
-    tail -n 30 "$TMP/engramd.log" >&2
-    die "engramd exited during the run, status $rc (log kept in /tmp/engram-bench-$BENCH_NAME-engramd.log)"
+    cp "$TMP/$ENGRAM_NAME.log" "/tmp/engram-bench-$BENCH_NAME-$ENGRAM_NAME.log"
+    tail -n 30 "$TMP/$ENGRAM_NAME.log" >&2
+    die "engramd exited during the run, status $rc (log kept in /tmp/engram-bench-$BENCH_NAME-$ENGRAM_NAME.log)"
   fi
 }
 
