@@ -35,18 +35,8 @@ POOL_SIZE=''
 RESULTS=${BENCH_RESULTS_DIR:-$ROOT/bench/results}
 LOG_LEVEL=${BENCH_ENGRAM_LOG_LEVEL:-warn}
 PROJECT=bench
-if [ "$(nproc)" -ge 2 ]; then
-  LOAD_CPUS=${BENCH_LOAD_CPUS-1}
-  SERVER_CPUS=${BENCH_SERVER_CPUS-0}
-else
-  LOAD_CPUS=${BENCH_LOAD_CPUS-}
-  SERVER_CPUS=${BENCH_SERVER_CPUS-}
-fi
-
 log() { printf 'bench/interleave: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
-pin() { PIN=(); if [ -n "$1" ]; then PIN=(taskset -c "$1"); fi; }
-secs() { local d=$1; case "$d" in *m) echo $(( ${d%m} * 60 )) ;; *s) echo "${d%s}" ;; *) echo "$d" ;; esac; }
 
 for c in wrk taskset curl jq ss pgrep getconf redis-server redis-cli runuser python3; do
   command -v "$c" >/dev/null || die "$c not found (run ops/setup)"

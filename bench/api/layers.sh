@@ -50,19 +50,10 @@ CONFIGS=${BENCH_CONFIGS:-off auth idempotency ratelimit all}
 # paired: against the off run of the same round, which with two settings is the run next to it.
 # Pinning PostgreSQL and Redis to one CPU (BENCH_PG_CPUS=0 BENCH_SERVER_CPUS=1) did not remove
 # that drift, and it makes a different machine: PostgreSQL limited to one CPU.
-if [ "$(nproc)" -ge 2 ]; then
-  LOAD_CPUS=${BENCH_LOAD_CPUS-1}
-  SERVER_CPUS=${BENCH_SERVER_CPUS-0}
-else
-  LOAD_CPUS=${BENCH_LOAD_CPUS-}
-  SERVER_CPUS=${BENCH_SERVER_CPUS-}
-fi
 PG_CPUS=${BENCH_PG_CPUS-}
 
 log() { printf 'bench/layers: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
-pin() { PIN=(); if [ -n "$1" ]; then PIN=(taskset -c "$1"); fi; }
-secs() { local d=$1; case "$d" in *m) echo $(( ${d%m} * 60 )) ;; *s) echo "${d%s}" ;; *) echo "$d" ;; esac; }
 
 for c in wrk taskset curl jq ss pgrep getconf redis-server redis-cli runuser; do
   command -v "$c" >/dev/null || die "$c not found (run ops/setup)"

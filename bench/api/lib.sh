@@ -1,10 +1,24 @@
-# bench/api/lib.sh: what bench/api/run.sh and bench/api/layers.sh share, sourced by both:
-# bench/lib.sh (temp dir, cleanup, PostgreSQL, Redis), then engramd, CPU accounting, and the
-# load runners (wrk, pgbench, paced). The caller sets HERE, ROOT, PGBIN, CONNS, PROJECT,
-# LOG_LEVEL, POOL_SIZE, LOAD_CPUS, SERVER_CPUS and BENCH_NAME, and defines log/die/pin/secs.
+# bench/api/lib.sh: what bench/api/run.sh, layers.sh and interleave.sh share, sourced by each:
+# where the load and engramd run (LOAD_CPUS, SERVER_CPUS), bench/lib.sh (temp dir, cleanup,
+# PostgreSQL, Redis), then engramd, CPU accounting, and the load runners (wrk, pgbench, paced).
+# The caller sets HERE, ROOT, PGBIN, CONNS, PROJECT, LOG_LEVEL, POOL_SIZE and BENCH_NAME, and
+# defines log/die.
 # Extra engramd environment for the next start_engramd: the ENGRAM_EXTRA_ENV array (VAR=value).
 # ENGRAM_NAME names its log ($TMP/$ENGRAM_NAME.log), so several can run at once.
 ENGRAM_EXTRA_ENV=()
+
+# RELIABILITY.md §2.0: on 2 or more CPUs the load tool on CPU 1 and engramd on CPU 0
+# (BENCH_LOAD_CPUS, BENCH_SERVER_CPUS: taskset lists; empty: where the scheduler puts them).
+if [ "$(nproc)" -ge 2 ]; then
+  LOAD_CPUS=${BENCH_LOAD_CPUS-1}
+  SERVER_CPUS=${BENCH_SERVER_CPUS-0}
+else
+  LOAD_CPUS=${BENCH_LOAD_CPUS-}
+  SERVER_CPUS=${BENCH_SERVER_CPUS-}
+fi
+# pin CPUS: the command prefix (PIN array) that runs on CPUS. secs 10s|2m: seconds.
+pin() { PIN=(); if [ -n "$1" ]; then PIN=(taskset -c "$1"); fi; }
+secs() { local d=$1; case "$d" in *m) echo $(( ${d%m} * 60 )) ;; *s) echo "${d%s}" ;; *) echo "$d" ;; esac; }
 ENGRAM_NAME=engramd
 
 # ---------------------------------------------------------------- processes, PostgreSQL, Redis

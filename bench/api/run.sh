@@ -55,19 +55,9 @@ LOG_LEVEL=${BENCH_ENGRAM_LOG_LEVEL:-warn}
 PROJECT=bench
 PGB_PROJECT=bench-pgb
 NCPU=$(nproc)
-if [ "$NCPU" -ge 2 ]; then
-  # RELIABILITY.md §2.0: load on CPU1, server on CPU0. PostgreSQL is not pinned.
-  LOAD_CPUS=${BENCH_LOAD_CPUS-1}
-  SERVER_CPUS=${BENCH_SERVER_CPUS-0}
-else
-  LOAD_CPUS=${BENCH_LOAD_CPUS-}
-  SERVER_CPUS=${BENCH_SERVER_CPUS-}
-fi
 
 log() { printf 'bench/api: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
-pin() { PIN=(); if [ -n "$1" ]; then PIN=(taskset -c "$1"); fi; }
-secs() { local d=$1; case "$d" in *m) echo $(( ${d%m} * 60 )) ;; *s) echo "${d%s}" ;; *) echo "$d" ;; esac; }
 
 for c in make cc wrk pgbench taskset curl jq ss pgrep getconf redis-server redis-cli runuser; do
   command -v "$c" >/dev/null || die "$c not found (run ops/setup; pgbench is in postgresql-contrib)"
