@@ -11,6 +11,9 @@
 #   PG_CPUS           when set, a taskset CPU list for PostgreSQL and Redis (their processes
 #                     inherit it); unset, they run where the scheduler puts them
 #   build_engramd     ENGRAMD (given, or build/engramd brought up to date with ninja)
+#   pin CPUS          the command prefix that runs on CPUS (a taskset list) into the PIN array;
+#                     empty CPUS: no prefix
+#   secs DURATION     10s or 2m (wrk's form) in seconds
 
 bench_init() {
   TMP=$(mktemp -d "/tmp/engram-bench-$1.XXXXXX")
@@ -22,6 +25,9 @@ bench_init() {
   trap 'exit 143' TERM
   ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 }
+
+pin() { PIN=(); if [ -n "$1" ]; then PIN=(taskset -c "$1"); fi; }
+secs() { local d=$1; case "$d" in *m) echo $(( ${d%m} * 60 )) ;; *s) echo "${d%s}" ;; *) echo "$d" ;; esac; }
 
 # Stops one process we started (by pid): TERM, then KILL after 5 s.
 stop_pid() {

@@ -16,9 +16,6 @@ else
   LOAD_CPUS=${BENCH_LOAD_CPUS-}
   SERVER_CPUS=${BENCH_SERVER_CPUS-}
 fi
-# pin CPUS: the command prefix (PIN array) that runs on CPUS. secs 10s|2m: seconds.
-pin() { PIN=(); if [ -n "$1" ]; then PIN=(taskset -c "$1"); fi; }
-secs() { local d=$1; case "$d" in *m) echo $(( ${d%m} * 60 )) ;; *s) echo "${d%s}" ;; *) echo "$d" ;; esac; }
 ENGRAM_NAME=engramd
 
 # ---------------------------------------------------------------- processes, PostgreSQL, Redis

@@ -47,8 +47,6 @@ log() { printf 'bench/health: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 has_target() { case " $TARGETS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 # PIN=(taskset -c CPUS) or (): used as a command prefix, so `"${PIN[@]}" server &` leaves $! = the server's pid.
-pin() { PIN=(); if [ -n "$1" ]; then PIN=(taskset -c "$1"); fi; }
-secs() { local d=$1; case "$d" in *m) echo $(( ${d%m} * 60 )) ;; *s) echo "${d%s}" ;; *) echo "$d" ;; esac; }
 
 for t in $TARGETS; do
   case "$t" in engramd|nginx1|nginx2) ;; *) die "unknown target '$t' (engramd nginx1 nginx2)" ;; esac

@@ -59,7 +59,6 @@ CLUSTER_CPUS=${BENCH_CLUSTER_CPUS-}  # are not pinned by default: one CPU each w
 
 log() { printf 'bench/sse: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
-pin() { PIN=(); if [ -n "$1" ]; then PIN=(taskset -c "$1"); fi; }
 
 for c in taskset curl jq ss redis-server redis-cli runuser make; do
   command -v "$c" >/dev/null || die "$c not found (run ops/setup)"

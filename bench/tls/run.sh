@@ -44,7 +44,6 @@ fi
 
 log() { printf 'bench/tls: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
-pin() { PIN=(); if [ -n "$1" ]; then PIN=(taskset -c "$1"); fi; }
 for c in wrk openssl taskset curl jq ss cc; do command -v "$c" >/dev/null || die "$c not found"; done
 
 # shellcheck source=bench/lib.sh
