@@ -22,6 +22,13 @@ def median(xs):
     return statistics.median(xs) if xs else None
 
 
+def bootstrap_median(xs):
+    """The bootstrap 95 % interval of the median of xs (fixed seed: a rerun prints the same)."""
+    rng = random.Random(5)
+    boot = sorted(median([rng.choice(xs) for _ in xs]) for _ in range(RESAMPLES))
+    return boot[int(0.025 * RESAMPLES)], boot[int(0.975 * RESAMPLES) - 1]
+
+
 def main():
     runs_path, out_path = sys.argv[1], sys.argv[2]
     meta = dict(a.split("=", 1) for a in sys.argv[3:])
@@ -36,9 +43,7 @@ def main():
     if not pairs:
         sys.exit("pairs.py: no complete pair in " + runs_path)
     costs = [100.0 * (1.0 - p["write_all"]["rps"] / p["write_off"]["rps"]) for p in pairs]
-    rng = random.Random(5)
-    boot = sorted(median([rng.choice(costs) for _ in costs]) for _ in range(RESAMPLES))
-    lo, hi = boot[int(0.025 * RESAMPLES)], boot[int(0.975 * RESAMPLES) - 1]
+    lo, hi = bootstrap_median(costs)
     off_req = sum(p["write_off"]["requests"] for p in pairs)
     all_req = sum(p["write_all"]["requests"] for p in pairs)
     pooled = 100.0 * (1.0 - all_req / off_req)

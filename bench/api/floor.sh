@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# bench/api/floor.sh: how much of issue #5's write target any stored answer leaves, on a pgbench
+# model of the keyed create (PostgreSQL only: no engramd, no HTTP, no sequencer).
+#
+# interleave.sh measures what all layers cost; nearly all of it is PostgreSQL's work. This asks
+# what the least is that a durable Idempotency-Key answer written in the same transaction as the
+# effect (what #5 requires) costs here, whatever engramd does around it, and how close engramd's
+# keyed create comes to it. Each variant is one pgbench transaction, one pipeline with one Sync,
+# as engramd sends a batch (src/db/pool.c), with the statements of src/api/memories_write.c and
+# src/api/idempotency.c:
+#   plain   mem_insert + outbox_memory_created, audit columns NULL: an unkeyed create, auth off
+#   keyed   mem_insert + outbox (audit record set) + idem_store_known: engramd's keyed, audited
+#           create, all layers on (a plain INSERT of the answer, under a local lock_timeout)
+#   claimed idem_claim + mem_insert + outbox (audit set) + the INSERT ... ON CONFLICT store that
+#           engramd used for creates up to 42524ca (with the claim as a statement of its own)
+#   row     mem_insert + outbox (audit set) + one plain INSERT of the answer into
+#           idempotency_answers: the floor of any design that keeps answers in their own table
+#           (no claim, no check for an earlier answer: not correct, only the least work)
+#   outbox  idem_claim + mem_insert + an outbox row (audit set) that also carries the answer,
+#           unique on its scope (a partial index; event_outbox_x, a copy of event_outbox): the
+#           floor of a design that stores answers on the write's outbox row and has the
+#           sequencer move them. Its other costs (a re-check statement, the move) are left out.
+# Rounds run every variant once for SLICE, in an order rotated each round (so each one runs in
+# each position equally often); the cost of a variant in a round is 1 - its tps / plain's tps,
+# and the estimate is the median over the rounds with a bootstrap 95 % interval.
+# Results: a section appended to bench/results/layers.md and bench/results/floor.json.
+#
+# Environment (all optional): BENCH_ROUNDS=30 BENCH_SLICE=2s BENCH_CLIENTS=8 (engramd's default
+# database pool) BENCH_PG_OPTS='' (e.g. "-c synchronous_commit=off" for a CPU-bound database;
+# the default is PostgreSQL's defaults, as interleave.sh) BENCH_RESULTS_DIR=bench/results
+# ENGRAMD=build/engramd (for `engramd migrate`)
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+PGBIN=/usr/lib/postgresql/15/bin # used by bench/lib.sh
+
+ROUNDS=${BENCH_ROUNDS:-30}
+SLICE=${BENCH_SLICE:-2s}
+CLIENTS=${BENCH_CLIENTS:-8}
+PG_OPTS=${BENCH_PG_OPTS:-}
+RESULTS=${BENCH_RESULTS_DIR:-$ROOT/bench/results}
+VARIANTS=(plain keyed claimed row outbox)
+log() { printf 'bench/floor: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+for c in pgbench runuser python3 jq; do command -v "$c" >/dev/null || die "$c not found (run ops/setup)"; done
+
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+bench_init floor
+START=$SECONDS
+LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
+build_engramd
+# shellcheck disable=SC2086 # PG_OPTS is a list of -c options
+start_pg $PG_OPTS
+DATABASE_URL="postgresql://engram@127.0.0.1:$PG_PORT/engram" "$ENGRAMD" migrate >"$TMP/migrate.log" 2>&1 \
+  || { cat "$TMP/migrate.log" >&2; die "engramd migrate failed"; }
+q "CREATE TABLE event_outbox_x (LIKE event_outbox INCLUDING ALL, idem_scope uuid, idem_fingerprint bytea,
+     idem_status int, idem_body text);
+   CREATE UNIQUE INDEX ON event_outbox_x (idem_scope) WHERE idem_scope IS NOT NULL" >/dev/null
+
+# ---- the statements, with pgbench variables for engramd's parameters --------------------------
+# pgbench variables are integers, so ids and texts are built from :r in SQL. The JSON bodies
+# keep a space after each colon: pgbench reads ":name" as a variable.
+ID="'mem_' || md5(:r::text)::uuid::text"
+TEXT="'note ' || :r::text || ' about apple river ' || :w::text"
+SUBJ="'s-' || :r::text"
+MEM="INSERT INTO memories (id, project_id, subject_id, text, kind, visibility, importance, confidence, is_temporal, tags, metadata, status, superseded_by, is_deleted, source_type, last_reinforced_at) SELECT $ID, 'bench', $SUBJ, $TEXT, 'fact', 'private', '50'::int, '0.95'::float8, 'f'::bool, ARRAY(SELECT json_array_elements_text('[]'::json)), '{}'::jsonb, 'active', NULL, false, 'explicit', now() WHERE NOT 't'::bool OR NOT EXISTS (SELECT 1 FROM memories d WHERE d.project_id = 'bench' AND d.subject_id = $SUBJ AND d.is_deleted = false AND d.status = 'active' AND md5(eg_norm_text(d.text)) = (SELECT md5(eg_norm_text($TEXT))) AND eg_norm_text(d.text) = eg_norm_text($TEXT)) RETURNING id;"
+AUDIT_COLS="audit_action, audit_key_id, audit_request_id, audit_object_type, audit_object_id"
+audit_vals() { echo "$1::text, $2::text, $3::text, CASE WHEN ($1::text) IS NOT NULL THEN 'memory' END, CASE WHEN ($1::text) IS NOT NULL THEN m.id END"; }
+OUTBOX_SEL="SELECT m.project_id, m.subject_id, 'memory.created', eg_payload_memory_created(m)"
+OUTBOX_FROM="FROM memories m WHERE m.id = $ID AND m.xmin = pg_current_xact_id()::xid"
+OUTBOX_OFF="INSERT INTO event_outbox (project_id, subject_id, event_type, payload, $AUDIT_COLS) $OUTBOX_SEL, $(audit_vals NULL NULL NULL) $OUTBOX_FROM;"
+ALL_AUDIT=$(audit_vals "'memory.create'" "'key_0123456789ab'" "'req-' || :r::text")
+OUTBOX_ALL="INSERT INTO event_outbox (project_id, subject_id, event_type, payload, $AUDIT_COLS) $OUTBOX_SEL, $ALL_AUDIT $OUTBOX_FROM;"
+KEY="'k-' || :r::text"
+CLAIM="SELECT CASE WHEN pg_try_advisory_xact_lock(hashtextextended('bench' || chr(31) || 'key_0123456789ab' || chr(31) || $KEY, 5)) THEN 0 ELSE eg_idem_refuse('EGI01') END;"
+SCOPE="md5('k' || :r::text)::uuid"
+FPR="sha256(:r::text::bytea)"
+answer() { echo "'{\"id\": $1, \"subject_id\": \"s-' || :r::text || '\", \"text\": \"note ' || :r::text || ' about apple river ' || :w::text || '\", \"kind\": \"fact\", \"created\": $2}'"; }
+MADE=$(answer "\"mem_' || md5(:r::text)::uuid::text || '\"" true)
+SKIPPED=$(answer null false)
+STORE_COLS="(scope, project_id, principal, idem_key, fingerprint, status, body)"
+STORE_CLAIMED="WITH s AS (INSERT INTO idempotency_answers $STORE_COLS SELECT $SCOPE, 'bench', 'key_0123456789ab', $KEY, $FPR, CASE WHEN w.hit THEN 201::int ELSE 200::int END, CASE WHEN w.hit THEN $MADE ELSE $SKIPPED END FROM (SELECT EXISTS (SELECT 1 FROM memories m WHERE m.id = $ID AND m.xmin = pg_current_xact_id()::xid) AS hit) w ON CONFLICT (scope) DO UPDATE SET project_id = EXCLUDED.project_id, principal = EXCLUDED.principal, idem_key = EXCLUDED.idem_key, fingerprint = EXCLUDED.fingerprint, status = EXCLUDED.status, body = EXCLUDED.body, created_at = now() WHERE idempotency_answers.created_at <= now() - make_interval(secs => 86400) RETURNING 1) SELECT CASE WHEN EXISTS (SELECT 1 FROM s) THEN 0 ELSE eg_idem_refuse('EGI02') END;"
+STORE_KNOWN="INSERT INTO idempotency_answers $STORE_COLS SELECT $SCOPE, 'bench', 'key_0123456789ab', $KEY, $FPR, CASE WHEN w.hit THEN 201::int ELSE 200::int END, CASE WHEN w.hit THEN $MADE ELSE $SKIPPED END FROM (SELECT EXISTS (SELECT 1 FROM memories m WHERE m.id = $ID AND m.xmin = pg_current_xact_id()::xid) AS hit, set_config('lock_timeout', '50ms', true) AS lock_timeout) w;"
+STORE_ROW="INSERT INTO idempotency_answers $STORE_COLS VALUES ($SCOPE, 'bench', 'key_0123456789ab', $KEY, $FPR, 201, $MADE);"
+OUTBOX_ANSWER="INSERT INTO event_outbox_x (project_id, subject_id, event_type, payload, $AUDIT_COLS, idem_scope, idem_fingerprint, idem_status, idem_body) $OUTBOX_SEL, $ALL_AUDIT, $SCOPE, $FPR, 201, $MADE $OUTBOX_FROM;"
+
+script() { # name statements...
+  local f=$TMP/$1.sql; shift
+  { printf '\\set r random(1, 9000000000000000000)\n\\set w random(1, 32)\n\\startpipeline\n'
+    printf '%s\n' "$@"; printf '\\endpipeline\n'; } >"$f"
+}
+script plain "$MEM" "$OUTBOX_OFF"
+script keyed "$MEM" "$OUTBOX_ALL" "$STORE_KNOWN"
+script claimed "$CLAIM" "$MEM" "$OUTBOX_ALL" "$STORE_CLAIMED"
+script row "$MEM" "$OUTBOX_ALL" "$STORE_ROW"
+script outbox "$CLAIM" "$MEM" "$OUTBOX_ANSWER"
+
+wal() { "${PSQL_SU[@]}" -d engram -tA -F' ' -c "SELECT wal_bytes, wal_sync FROM pg_stat_wal"; }
+# run VARIANT ROUND SECONDS: one pgbench run; appends a JSON line to runs.jsonl.
+run() {
+  local v=$1 round=$2 s=$3 out=$TMP/pgbench-$1-$2.txt w0 w1 tps n failed
+  w0=$(wal)
+  pgbench -h 127.0.0.1 -p "$PG_PORT" -U engram -n -M prepared -c "$CLIENTS" -j 1 -T "$s" \
+    -f "$TMP/$v.sql" engram >"$out" 2>&1 || { cat "$out" >&2; die "pgbench ($v) failed"; }
+  w1=$(wal)
+  tps=$(awk '/^tps = / { print $3 }' "$out")
+  n=$(awk -F': ' '/number of transactions actually processed/ { split($2, a, "/"); print a[1] }' "$out")
+  failed=$(awk -F': ' '/number of failed transactions/ { split($2, a, " "); print a[1] }' "$out")
+  if [ -z "$tps" ] || [ "${n:-0}" -le 0 ]; then cat "$out" >&2; die "no result from pgbench ($v)"; fi
+  [ "$round" = warmup ] && return 0
+  local b0 s0 b1 s1
+  read -r b0 s0 <<<"$w0"; read -r b1 s1 <<<"$w1"
+  jq -nc --arg v "$v" --arg r "$round" --argjson tps "$tps" --argjson n "$n" \
+    --argjson failed "${failed:-0}" --argjson wb $(( b1 - b0 )) --argjson ws $(( s1 - s0 )) \
+    '{variant: $v, round: ($r | tonumber), tps: $tps, transactions: $n, failed: $failed,
+      wal_bytes: $wb, wal_syncs: $ws}' >>"$TMP/runs.jsonl"
+  printf '  round %s %-6s %7.0f tps  %5.0f B WAL/tx  %4.1f tx/sync\n' "$round" "$v" "$tps" \
+    "$(( (b1 - b0) / n ))" "$(awk -v n="$n" -v s=$(( s1 - s0 )) 'BEGIN { print (s ? n / s : 0) }')" >&2
+}
+
+SECS=$(secs "$SLICE")
+log "PostgreSQL ${PG_OPTS:-defaults}; pgbench -M prepared -c $CLIENTS; warm-up: each variant once"
+for v in "${VARIANTS[@]}"; do run "$v" warmup 2; done
+log "$ROUNDS rounds of ${SLICE} per variant, order rotated each round"
+: >"$TMP/runs.jsonl"
+for r in $(seq 1 "$ROUNDS"); do
+  for i in "${!VARIANTS[@]}"; do run "${VARIANTS[$(( (i + r) % ${#VARIANTS[@]} ))]}" "$r" "$SECS"; done
+done
+
+commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "no-commit")
+if [ "$commit" != no-commit ] && ! git -C "$ROOT" diff-index --quiet HEAD -- 2>/dev/null; then commit="$commit-dirty"; fi
+mkdir -p "$RESULTS"
+python3 "$HERE/floor.py" "$TMP/runs.jsonl" "$RESULTS/floor.json" \
+  "date=$(date -u '+%Y-%m-%d %H:%M UTC')" "commit=$commit" "load=$LOADAVG" "rounds=$ROUNDS" \
+  "slice=$SLICE" "clients=$CLIENTS" "pg=${PG_OPTS:-defaults (synchronous_commit=on)}" \
+  | tee -a "$RESULTS/layers.md" >&2
+log "results: $RESULTS/layers.md, $RESULTS/floor.json ($(( SECONDS - START )) s)"
