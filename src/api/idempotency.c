@@ -18,13 +18,22 @@
  *      answered: a retry's insert can fail on the very row its first execution made. So a
  *      first execution pays nothing for the check, and a retry runs (and rolls back) its write
  *      before it is answered from the store.
- *      - A write whose answer is known before it runs (eg__api_db_known: a memory create, whose
- *        two possible answers are rendered from the request) stores, by SQL, the answer that
- *        matches what the transaction did: the keyed write is one pipelined round trip, like
- *        an unkeyed one.
- *      - Any other write runs as a two-part transaction (eg_db_submit_tx): with the
- *        transaction still open, the handler renders its response (held, not sent), the
+ *      - Any write but a memory create runs as a two-part transaction (eg_db_submit_tx): with
+ *        the transaction still open, the handler renders its response (held, not sent), the
  *        response is inserted, then the commit, and only then is the response sent.
+ *      - A write whose answer is known before it runs (eg__api_db_known: a memory create, whose
+ *        two possible answers are rendered from the request) is one pipelined round trip, like
+ *        an unkeyed one, and the leanest: no claim, and its last statement a plain INSERT of the
+ *        answer that matches what the transaction did (st_store_known). The answer's primary
+ *        key is the claim: a duplicate in flight elsewhere (its row inserted, not committed)
+ *        makes the insert wait, for at most 50 ms (a local lock_timeout), then fail with 55P03,
+ *        answered 409 + Retry-After; one committed meanwhile makes it fail with 23505, and the
+ *        lookup replays it. (The timeout also bounds the insert's other lock waits, such as
+ *        the table's extension lock under load: 1 ms gave 32 false 409s in 160,000 creates.)
+ *        A row of the scope past the retention but not yet pruned also fails it with 23505:
+ *        the lookup then deletes that row and runs the write once more. (The claim statement
+ *        and INSERT … ON CONFLICT cost about half the stored answer's share of write
+ *        throughput: bench/api/floor.sh.)
  *      A rollback stores nothing and sends a 503 instead.
  *   3. An answer given before any database work (a validation error) is held while the lookup
  *      runs, so a reused key is still refused with 422 and a stored response still replayed;
@@ -69,9 +78,8 @@ struct eg__api_idem {
     } lookup_for;
     struct eg_db_reply failure;
     char failure_state[6];
-    size_t offset; /* statements put in front of the handler's */
-    struct eg_db_batch lookup;
-    struct eg_db_batch tail;
+    size_t offset;           /* statements put in front of the handler's */
+    struct eg_db_batch *aux; /* the lookup's or the stored answer's: see aux_batch */
     struct api_write *w;
 };
 
@@ -82,6 +90,7 @@ struct api_write {
     eg__api_db_fn *fn;
     void *data;
     struct eg_db_query *q;
+    const struct eg_db_batch *known; /* the whole batch of a known write, for its one rerun */
     bool handler_ran;
 };
 
@@ -143,15 +152,28 @@ static struct eg_db_stmt st_store = {
 
 /*
  * The answer of a write known before it ran: $6/$7 when the transaction wrote memory $10, else
- * $8/$9. Under the claim's lock, so only over an expired row of the same scope, as st_store.
+ * $8/$9. No claim precedes it: the insert's uniqueness check is the claim. lock_timeout is set
+ * (for this transaction) before the row is inserted, so a duplicate's uncommitted row makes it
+ * fail within 50 ms with 55P03 rather than wait for that transaction to end. Any row of the
+ * scope, live or expired, fails it with 23505 (see look_after_failure).
  */
 static struct eg_db_stmt st_store_known = {
     "idem_store_known",
-    "WITH s AS (INSERT INTO idempotency_answers " STORE_COLS "SELECT " STORE_SCOPE
+    "INSERT INTO idempotency_answers " STORE_COLS "SELECT " STORE_SCOPE
     ", CASE WHEN w.hit THEN $6::int ELSE $8::int END, CASE WHEN w.hit THEN $7 ELSE $9 END "
     "FROM (SELECT EXISTS (SELECT 1 FROM memories m WHERE m.id = $10 "
-    "AND m.xmin = pg_current_xact_id()::xid) AS hit) w " STORE_CONFLICT "$11::int)" STORE_CHECK,
-    11,
+    "AND m.xmin = pg_current_xact_id()::xid) AS hit, "
+    "set_config('lock_timeout', '50ms', true) AS lock_timeout) w",
+    10,
+    0,
+};
+
+/* The answer of the scope if it is past the retention: a known write's insert ran into it. */
+static struct eg_db_stmt st_forget = {
+    "idem_forget",
+    "WITH d AS (DELETE FROM idempotency_answers WHERE scope = $1::uuid "
+    "AND created_at <= now() - make_interval(secs => $2::int) RETURNING 1) SELECT count(*) FROM d",
+    2,
     0,
 };
 
@@ -239,7 +261,22 @@ static void fingerprint(struct eg_http_req *r, char out[EG_AUTH_HASH_HEX + 1])
 
 /* ---- lookup and replay -------------------------------------------------------------------- */
 
-static void lookup(struct eg__api_idem *im, struct eg_http_req *r);
+static bool lookup(struct eg__api_idem *im, struct eg_http_req *r);
+static void on_known_done(const struct eg_db_reply *rep, void *data);
+
+/*
+ * The one small batch a keyed request may need besides its write: the lookup's statements, or
+ * a two-part write's stored answer (never both at once). A batch is 13 kB, so it is allocated
+ * only when needed: a keyed memory create that succeeds needs none. Empty; NULL when the arena
+ * is exhausted.
+ */
+static struct eg_db_batch *aux_batch(struct eg__api_idem *im, struct eg_http_req *r)
+{
+    if (im->aux == NULL && (im->aux = eg_arena_alloc(&r->arena, sizeof(*im->aux))) == NULL)
+        return NULL;
+    im->aux->count = 0;
+    return im->aux;
+}
 
 static void busy(struct eg_http_req *r)
 {
@@ -248,12 +285,21 @@ static void busy(struct eg_http_req *r)
                       "A request with this Idempotency-Key is still running; retry shortly");
 }
 
+/*
+ * The key is held by a write in flight: the claim was refused, or a known write's insert met the
+ * uncommitted answer of a duplicate (its lock_timeout). Nothing is stored yet to look up.
+ */
+static bool is_busy(const struct eg_db_reply *rep)
+{
+    return strcmp(rep->sqlstate, "EGI01") == 0 || strcmp(rep->sqlstate, "55P03") == 0;
+}
+
 /* The write failed and no stored response explains it: answer the failure. */
 static void answer_failure(struct eg__api_idem *im, const struct eg_db_reply *rep)
 {
     struct api_write *w = im->w;
 
-    if (strcmp(rep->sqlstate, "EGI01") == 0 || strcmp(rep->sqlstate, "EGI02") == 0)
+    if (is_busy(rep) || strcmp(rep->sqlstate, "EGI02") == 0)
         busy(w->r); /* EGI02 with nothing stored: it expired just now; the retry runs */
     else if (w->handler_ran)
         eg__api_db_failed(w->r, rep); /* its answer was discarded: the commit failed */
@@ -271,7 +317,7 @@ static bool look_after_failure(struct eg__api_idem *im, const struct eg_db_reply
 {
     struct eg_http_req *r = im->w->r;
 
-    if (rep->status != EG_EDB || im->did_retry || strcmp(rep->sqlstate, "EGI01") == 0)
+    if (rep->status != EG_EDB || im->did_retry || is_busy(rep) || aux_batch(im, r) == NULL)
         return false;
     im->did_retry = true;
     im->failure = *rep;
@@ -284,7 +330,7 @@ static bool look_after_failure(struct eg__api_idem *im, const struct eg_db_reply
         im->failure.message = "";
     im->lookup_for = LOOKUP_FAILURE;
     eg_http_hold(r); /* whichever answer comes, on_lookup sends it last */
-    lookup(im, r);
+    lookup(im, r);   /* cannot fail: its batch is allocated */
     return true;
 }
 
@@ -320,10 +366,16 @@ static void on_lookup(struct eg_app *app, struct eg_http_req *r, const struct eg
         return;
     case LOOKUP_FAILURE:
         /* A stored response wins over the failure of the write that ran into it. */
-        if (found)
+        if (found) {
             answer_stored(im, r, res);
-        else
+        } else if (rep->status == 0 && rep->nresults > 1
+                   && eg_db_get_ll(rep->results[1], 0, 0, 0) > 0) {
+            /* A known write ran into an answer past the retention, now deleted: run it again
+             * (once: did_retry is set). The handler answers when it is done. */
+            im->w->q = eg_db_submit(app->db, im->w->known, on_known_done, im->w);
+        } else {
             answer_failure(im, rep->status != 0 ? rep : &im->failure);
+        }
         eg_http_release(r); /* may free r */
         return;
     case LOOKUP_FIRST: break;
@@ -338,13 +390,21 @@ static void on_lookup(struct eg_app *app, struct eg_http_req *r, const struct eg
     answer_stored(im, r, res);
 }
 
-static void lookup(struct eg__api_idem *im, struct eg_http_req *r)
+/* Returns false, having done nothing, when its batch cannot be allocated. */
+static bool lookup(struct eg__api_idem *im, struct eg_http_req *r)
 {
     const char *v[5] = {im->scope, eg__api_project(r), im->principal, im->key, im->ttl};
+    struct eg_db_batch *b = aux_batch(im, r);
 
-    im->lookup.count = 0;
-    eg_db_batch_add(&im->lookup, &st_lookup, v);
-    eg__api_db(im->app, r, &im->lookup, on_lookup, im);
+    if (b == NULL)
+        return false;
+    eg_db_batch_add(b, &st_lookup, v);
+    /* A known write's insert also fails on an answer past the retention (not yet pruned). */
+    if (im->lookup_for == LOOKUP_FAILURE && im->w->known != NULL
+        && strcmp(im->failure.sqlstate, "23505") == 0)
+        eg_db_batch_add(b, &st_forget, (const char *[]){im->scope, im->ttl});
+    eg__api_db(im->app, r, b, on_lookup, im);
+    return true;
 }
 
 bool eg__api_idem_begin(struct eg_app *app, struct eg_http_req *r, eg__api_route_fn *run,
@@ -385,7 +445,8 @@ bool eg__api_idem_begin(struct eg_app *app, struct eg_http_req *r, eg__api_route
         return true;
     }
     if (lookup_first) {
-        lookup(im, r);
+        if (!lookup(im, r))
+            eg_http_respond_error(r, 413, "payload_too_large");
         return true;
     }
     /*
@@ -399,8 +460,9 @@ bool eg__api_idem_begin(struct eg_app *app, struct eg_http_req *r, eg__api_route
     if (im->is_armed && r->has_responded) {
         im->is_armed = false;
         im->lookup_for = LOOKUP_REFUSAL;
-        lookup(im, r);
-        return true;
+        if (lookup(im, r))
+            return true;
+        /* without the lookup the held answer goes out unchanged, as when it fails */
     }
     im->is_armed = false; /* an answer that comes later, without a write, is not stored */
     eg_http_release(r);   /* may free r */
@@ -426,6 +488,7 @@ static const struct eg_db_batch *on_write_mid(const struct eg_db_reply *rep, voi
     struct eg__api_idem *im = w->idem;
     struct eg_http_req *r = w->r;
     struct eg_db_reply mine = handler_reply(im, rep);
+    struct eg_db_batch *tail;
     const char *v[8];
 
     /* The handler answers into a held response. */
@@ -444,10 +507,10 @@ static const struct eg_db_batch *on_write_mid(const struct eg_db_reply *rep, voi
     v[6] = eg_arena_strndup(&r->arena, r->resp_body.base != NULL ? r->resp_body.base : "",
                             r->resp_body.len);
     v[7] = im->ttl;
-    im->tail.count = 0;
-    if (v[6] == NULL || eg_db_batch_add(&im->tail, &st_store, v) < 0)
+    tail = aux_batch(im, r);
+    if (v[6] == NULL || tail == NULL || eg_db_batch_add(tail, &st_store, v) < 0)
         return NULL;
-    return &im->tail;
+    return tail;
 }
 
 /* The claim or the handler's statements failed, so nothing was held: answer directly. */
@@ -542,10 +605,11 @@ bool eg__api_idem_db(struct eg_app *app, struct eg_http_req *r, const struct eg_
     begin[0] = eg__api_project(r);
     begin[1] = im->principal;
     begin[2] = im->key;
-    eg_db_batch_add(full, &st_claim, begin);
-    if (app->cfg->test_idem_hold_ms > 0) {
-        hold[0] = im->hold;
-        eg_db_batch_add(full, &st_hold, hold);
+    hold[0] = im->hold;
+    if (known == NULL) {
+        eg_db_batch_add(full, &st_claim, begin);
+        if (app->cfg->test_idem_hold_ms > 0)
+            eg_db_batch_add(full, &st_hold, hold);
     }
     im->offset = full->count;
     for (size_t i = 0; i < b->count; i++) {
@@ -556,7 +620,7 @@ bool eg__api_idem_db(struct eg_app *app, struct eg_http_req *r, const struct eg_
     }
     im->w = w;
     if (known != NULL) {
-        const char *v[11];
+        const char *v[10];
 
         snprintf(im->status, sizeof(im->status), "%d", known->made_status);
         snprintf(im->status_skipped, sizeof(im->status_skipped), "%d", known->skipped_status);
@@ -570,11 +634,14 @@ bool eg__api_idem_db(struct eg_app *app, struct eg_http_req *r, const struct eg_
         v[7] = im->status_skipped;
         v[8] = known->skipped_body;
         v[9] = known->memory_id;
-        v[10] = im->ttl;
         if (eg_db_batch_add(full, &st_store_known, v) < 0) {
             eg_http_respond_error(r, 413, "payload_too_large");
             return true;
         }
+        /* Tests hold the transaction open with its answer inserted (a duplicate is in flight). */
+        if (app->cfg->test_idem_hold_ms > 0)
+            eg_db_batch_add(full, &st_hold, hold);
+        w->known = full;
         w->q = eg_db_submit(app->db, full, on_known_done, w);
         return true;
     }

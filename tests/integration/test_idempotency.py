@@ -198,6 +198,29 @@ def test_retention(engram):
     assert count(srv, "SELECT count(*) FROM idempotency_answers") == 1
 
 
+def test_retention_memory_create(engram):
+    # A memory create stores its answer with a plain INSERT (no claim, no ON CONFLICT): an answer
+    # past the retention that the minutely prune has not removed yet makes that insert fail, and
+    # the write must then run anyway (the expired answer deleted), once, and store its own.
+    srv = engram(env={"ENGRAM_IDEMPOTENCY_TTL_S": "1"})
+    key = "ttl-mem-" + uuid.uuid4().hex
+    first = post(srv, "/api/v1/memories", {"subject_id": "sm", "text": "green tea"}, key)
+    assert first.status == 201, first
+    replay = post(srv, "/api/v1/memories", {"subject_id": "sm", "text": "green tea"}, key)
+    assert replay.header("idempotent-replayed") == "true" and replay.body == first.body
+    time.sleep(1.5)
+    assert count(srv, "SELECT count(*) FROM idempotency_answers "
+                      "WHERE created_at < now() - interval '1 second'") == 1  # expired, unpruned
+    body = {"subject_id": "sm", "text": "black coffee"}
+    again = post(srv, "/api/v1/memories", body, key)
+    assert again.status == 201 and again.header("idempotent-replayed") is None, again
+    assert json.loads(again.body)["text"] == "black coffee"
+    assert count(srv, "SELECT count(*) FROM memories WHERE subject_id = 'sm'") == 2
+    assert count(srv, "SELECT count(*) FROM idempotency_answers") == 1
+    replay = post(srv, "/api/v1/memories", body, key)
+    assert replay.header("idempotent-replayed") == "true" and replay.body == again.body
+
+
 def test_validation_errors_are_not_stored_but_executed_4xx_are(engram):
     srv = engram()
     key = "v-" + uuid.uuid4().hex
