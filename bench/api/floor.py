@@ -11,7 +11,7 @@ import json
 import statistics
 import sys
 
-from pairs import bootstrap_median
+from pairs import bootstrap_median, write_json
 
 WHAT = {
     "plain": "unkeyed create, audit columns NULL (the base)",
@@ -49,9 +49,7 @@ def main():
            "settings": {"rounds": len(rounds), "slice": meta.get("slice"),
                         "clients": meta.get("clients"), "postgresql": meta.get("pg")},
            "variants": variants}
-    with open(out_path, "w", encoding="utf-8") as f:
-        json.dump(out, f, indent=1)
-        f.write("\n")
+    write_json(out_path, out)
 
     print(f"\n## {out['date']} the floor of a stored answer (bench/api/floor.sh, commit"
           f" {out['engramd_commit']}, load before {out['loadavg_before']})\n")

@@ -29,6 +29,13 @@ def bootstrap_median(xs):
     return boot[int(0.025 * RESAMPLES)], boot[int(0.975 * RESAMPLES) - 1]
 
 
+def write_json(path, obj):
+    """obj as indented JSON in path (the latest run's summary)."""
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=1)
+        f.write("\n")
+
+
 def main():
     runs_path, out_path = sys.argv[1], sys.argv[2]
     meta = dict(a.split("=", 1) for a in sys.argv[3:])
@@ -73,9 +80,7 @@ def main():
            "duplicate_memories": int(meta.get("dup_mems", 0)),
            "outbox_backlog_after": int(meta.get("backlog", 0)),
            "setting": setting, "target_pct": TARGET, "verdict": verdict}
-    with open(out_path, "w", encoding="utf-8") as f:
-        json.dump(out, f, indent=1)
-        f.write("\n")
+    write_json(out_path, out)
 
     print(f"\n## {out['date']} interleaved (bench/api/interleave.sh, commit {out['engramd_commit']},"
           f" load before {out['loadavg_before']})\n")
