@@ -7,6 +7,7 @@
 #   start_pg [-c name=value ...]   a PostgreSQL 15 cluster on 127.0.0.1 with role and database
 #                     "engram" (pg_trgm and vector when installed); PG_DATA, PG_PORT, PG_PID, and
 #                     psql command arrays PSQL_SU (superuser) and PSQL (engram); q SQL runs one
+#   pgbench_result OUT   transactions, tps, failed and duration of a pgbench report
 #   start_redis       REDIS_PORT
 #   PG_CPUS           when set, a taskset CPU list for PostgreSQL and Redis (their processes
 #                     inherit it); unset, they run where the scheduler puts them
@@ -106,6 +107,16 @@ start_pg() {
   PSQL=("$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U engram -d engram)
 }
 q() { "${PSQL[@]}" -tA -c "$1"; }
+
+# pgbench_result OUT: "transactions tps failed duration_s" from the report pgbench wrote to OUT
+# (0 for a line it lacks).
+pgbench_result() {
+  awk '/number of transactions actually processed/ { split($0, a, ": "); split(a[2], b, "/"); n = b[1] }
+    /number of failed transactions/ { split($0, a, ": "); split(a[2], b, " "); f = b[1] }
+    /^tps = / { tps = $3 }
+    /duration: / { d = $2 }
+    END { print n + 0, (tps == "" ? 0 : tps), f + 0, (d == "" ? 0 : d) }' "$1"
+}
 
 # ---------------------------------------------------------------- CPU accounting
 

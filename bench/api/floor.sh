@@ -101,20 +101,18 @@ script outbox "$CLAIM" "$MEM" "$OUTBOX_ANSWER"
 wal() { "${PSQL_SU[@]}" -d engram -tA -F' ' -c "SELECT wal_bytes, wal_sync FROM pg_stat_wal"; }
 # run VARIANT ROUND SECONDS: one pgbench run; appends a JSON line to runs.jsonl.
 run() {
-  local v=$1 round=$2 s=$3 out=$TMP/pgbench-$1-$2.txt w0 w1 tps n failed
+  local v=$1 round=$2 s=$3 out=$TMP/pgbench-$1-$2.txt w0 w1 tps n failed _
   w0=$(wal)
   pgbench -h 127.0.0.1 -p "$PG_PORT" -U engram -n -M prepared -c "$CLIENTS" -j 1 -T "$s" \
     -f "$TMP/$v.sql" engram >"$out" 2>&1 || { cat "$out" >&2; die "pgbench ($v) failed"; }
   w1=$(wal)
-  tps=$(awk '/^tps = / { print $3 }' "$out")
-  n=$(awk -F': ' '/number of transactions actually processed/ { split($2, a, "/"); print a[1] }' "$out")
-  failed=$(awk -F': ' '/number of failed transactions/ { split($2, a, " "); print a[1] }' "$out")
-  if [ -z "$tps" ] || [ "${n:-0}" -le 0 ]; then cat "$out" >&2; die "no result from pgbench ($v)"; fi
+  read -r n tps failed _ <<<"$(pgbench_result "$out")"
+  if [ "$n" -le 0 ]; then cat "$out" >&2; die "no result from pgbench ($v)"; fi
   [ "$round" = warmup ] && return 0
   local b0 s0 b1 s1
   read -r b0 s0 <<<"$w0"; read -r b1 s1 <<<"$w1"
   jq -nc --arg v "$v" --arg r "$round" --argjson tps "$tps" --argjson n "$n" \
-    --argjson failed "${failed:-0}" --argjson wb $(( b1 - b0 )) --argjson ws $(( s1 - s0 )) \
+    --argjson failed "$failed" --argjson wb $(( b1 - b0 )) --argjson ws $(( s1 - s0 )) \
     '{variant: $v, round: ($r | tonumber), tps: $tps, transactions: $n, failed: $failed,
       wal_bytes: $wb, wal_syncs: $ws}' >>"$TMP/runs.jsonl"
   printf '  round %s %-6s %7.0f tps  %5.0f B WAL/tx  %4.1f tx/sync\n' "$round" "$v" "$tps" \

@@ -153,7 +153,7 @@ run_wrk() {
 
 # run_pgbench scenario round duration subject-sql mode: pgbench -M mode -cCONNS -j1.
 run_pgbench() {
-  local sc=$1 round=$2 dur=$3 subj=$4 mode=$5 out line script lat
+  local sc=$1 round=$2 dur=$3 subj=$4 mode=$5 out line script lat n tps f d
   out=$TMP/pgbench-$sc-$round.txt
   script=$TMP/pgbench-$sc.sql
   sed -e "s#@PROJECT@#$PGB_PROJECT#g" -e "s#@SUBJECT@#$subj#g" -e "s#@WORDS@#$PGB_WORDS#g" \
@@ -167,14 +167,10 @@ run_pgbench() {
     if (NR == 0) { print "null null null null"; exit }
     p50 = a[int(NR*0.50) > 0 ? int(NR*0.50) : 1]; p90 = a[int(NR*0.90) > 0 ? int(NR*0.90) : 1];
     p99 = a[int(NR*0.99) > 0 ? int(NR*0.99) : 1]; print p50, p90, p99, a[NR] }')
-  line=$(awk -v lat="$lat" '
-    /number of transactions actually processed/ { split($0, a, ": "); split(a[2], b, "/"); n = b[1] }
-    /number of failed transactions/ { split($0, a, ": "); split(a[2], b, " "); f = b[1] }
-    /^tps = / { tps = $3 }
-    /duration: / { d = $2 }
-    END { split(lat, l, " ");
+  read -r n tps f d <<<"$(pgbench_result "$out")"
+  line=$(awk -v lat="$lat" -v n="$n" -v tps="$tps" -v f="$f" -v d="$d" 'BEGIN { split(lat, l, " ");
       printf "{\"requests\":%d,\"duration_s\":%s,\"rps\":%s,\"p50_us\":%s,\"p90_us\":%s,\"p99_us\":%s,\"max_us\":%s,\"errors\":%d}\n",
-        n, d, tps, l[1], l[2], l[3], l[4], f + 0 }' "$out")
+        n, d, tps, l[1], l[2], l[3], l[4], f }')
   line=$(jq -c --arg sc "$sc" --arg r "$round" --arg m "$mode" '. + {scenario: $sc, round: $r, pgbench_mode: $m}' <<<"$line")
   line=$(cpu_json "$line")
   check_engramd
