@@ -9,8 +9,11 @@
 # as engramd sends a batch (src/db/pool.c), with the statements of src/api/memories_write.c and
 # src/api/idempotency.c:
 #   plain   mem_insert + outbox_memory_created, audit columns NULL: an unkeyed create, auth off
-#   keyed   mem_insert + outbox (audit record set) + idem_store_known: engramd's keyed, audited
-#           create, all layers on (a plain INSERT of the answer, under a local lock_timeout)
+#   keyed   mem_insert + outbox_memory_created_answered: engramd's keyed, audited create, all
+#           layers on (the outbox INSERT as a CTE, then a plain INSERT of the answer under a local
+#           lock_timeout, in one statement: EG__API_IDEM_ANSWERED in src/api/api_int.h)
+#   apart   the same up to a229f27: outbox (audit set), then the answer's INSERT as a statement
+#           of its own
 #   claimed idem_claim + mem_insert + outbox (audit set) + the INSERT ... ON CONFLICT store that
 #           engramd used for creates up to 42524ca (with the claim as a statement of its own)
 #   row     mem_insert + outbox (audit set) + one plain INSERT of the answer into
@@ -26,7 +29,8 @@
 # Results: a section appended to bench/results/layers.md and bench/results/floor.json.
 #
 # Environment (all optional): BENCH_ROUNDS=30 BENCH_SLICE=2s BENCH_CLIENTS=8 (engramd's default
-# database pool) BENCH_PG_OPTS='' (e.g. "-c synchronous_commit=off" for a CPU-bound database;
+# database pool) BENCH_VARIANTS='plain keyed apart row outbox' (plain is the base; claimed is
+# also there) BENCH_PG_OPTS='' (e.g. "-c synchronous_commit=off" for a CPU-bound database;
 # the default is PostgreSQL's defaults, as interleave.sh) BENCH_RESULTS_DIR=bench/results
 # ENGRAMD=build/engramd (for `engramd migrate`)
 set -euo pipefail
@@ -40,9 +44,10 @@ SLICE=${BENCH_SLICE:-2s}
 CLIENTS=${BENCH_CLIENTS:-8}
 PG_OPTS=${BENCH_PG_OPTS:-}
 RESULTS=${BENCH_RESULTS_DIR:-$ROOT/bench/results}
-VARIANTS=(plain keyed claimed row outbox)
 log() { printf 'bench/floor: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+read -r -a VARIANTS <<<"${BENCH_VARIANTS:-plain keyed apart row outbox}"
+case " ${VARIANTS[*]} " in *" plain "*) ;; *) die "BENCH_VARIANTS must include plain (the base)" ;; esac
 
 for c in pgbench runuser python3 jq; do command -v "$c" >/dev/null || die "$c not found (run ops/setup)"; done
 
@@ -83,7 +88,8 @@ MADE=$(answer "\"mem_' || md5(:r::text)::uuid::text || '\"" true)
 SKIPPED=$(answer null false)
 STORE_COLS="(scope, project_id, principal, idem_key, fingerprint, status, body)"
 STORE_CLAIMED="WITH s AS (INSERT INTO idempotency_answers $STORE_COLS SELECT $SCOPE, 'bench', 'key_0123456789ab', $KEY, $FPR, CASE WHEN w.hit THEN 201::int ELSE 200::int END, CASE WHEN w.hit THEN $MADE ELSE $SKIPPED END FROM (SELECT EXISTS (SELECT 1 FROM memories m WHERE m.id = $ID AND m.xmin = pg_current_xact_id()::xid) AS hit) w ON CONFLICT (scope) DO UPDATE SET project_id = EXCLUDED.project_id, principal = EXCLUDED.principal, idem_key = EXCLUDED.idem_key, fingerprint = EXCLUDED.fingerprint, status = EXCLUDED.status, body = EXCLUDED.body, created_at = now() WHERE idempotency_answers.created_at <= now() - make_interval(secs => 86400) RETURNING 1) SELECT CASE WHEN EXISTS (SELECT 1 FROM s) THEN 0 ELSE eg_idem_refuse('EGI02') END;"
-STORE_KNOWN="INSERT INTO idempotency_answers $STORE_COLS SELECT $SCOPE, 'bench', 'key_0123456789ab', $KEY, $FPR, CASE WHEN w.hit THEN 201::int ELSE 200::int END, CASE WHEN w.hit THEN $MADE ELSE $SKIPPED END FROM (SELECT EXISTS (SELECT 1 FROM memories m WHERE m.id = $ID AND m.xmin = pg_current_xact_id()::xid) AS hit, set_config('lock_timeout', '50ms', true) AS lock_timeout) w;"
+STORE_APART="INSERT INTO idempotency_answers $STORE_COLS SELECT $SCOPE, 'bench', 'key_0123456789ab', $KEY, $FPR, CASE WHEN w.hit THEN 201::int ELSE 200::int END, CASE WHEN w.hit THEN $MADE ELSE $SKIPPED END FROM (SELECT EXISTS (SELECT 1 FROM memories m WHERE m.id = $ID AND m.xmin = pg_current_xact_id()::xid) AS hit, set_config('lock_timeout', '50ms', true) AS lock_timeout) w;"
+ANSWERED="WITH o AS (${OUTBOX_ALL%;} RETURNING 1) INSERT INTO idempotency_answers $STORE_COLS SELECT $SCOPE, 'bench', 'key_0123456789ab', $KEY, $FPR, CASE WHEN w.hit THEN 201::int ELSE 200::int END, CASE WHEN w.hit THEN $MADE ELSE $SKIPPED END FROM (SELECT EXISTS (SELECT 1 FROM o) AS hit, set_config('lock_timeout', '50ms', true) AS lock_timeout) w;"
 STORE_ROW="INSERT INTO idempotency_answers $STORE_COLS VALUES ($SCOPE, 'bench', 'key_0123456789ab', $KEY, $FPR, 201, $MADE);"
 OUTBOX_ANSWER="INSERT INTO event_outbox_x (project_id, subject_id, event_type, payload, $AUDIT_COLS, idem_scope, idem_fingerprint, idem_status, idem_body) $OUTBOX_SEL, $ALL_AUDIT, $SCOPE, $FPR, 201, $MADE $OUTBOX_FROM;"
 
@@ -93,7 +99,8 @@ script() { # name statements...
     printf '%s\n' "$@"; printf '\\endpipeline\n'; } >"$f"
 }
 script plain "$MEM" "$OUTBOX_OFF"
-script keyed "$MEM" "$OUTBOX_ALL" "$STORE_KNOWN"
+script keyed "$MEM" "$ANSWERED"
+script apart "$MEM" "$OUTBOX_ALL" "$STORE_APART"
 script claimed "$CLAIM" "$MEM" "$OUTBOX_ALL" "$STORE_CLAIMED"
 script row "$MEM" "$OUTBOX_ALL" "$STORE_ROW"
 script outbox "$CLAIM" "$MEM" "$OUTBOX_ANSWER"

@@ -105,17 +105,20 @@ typedef void eg__api_db_fn(struct eg_app *app, struct eg_http_req *r, const stru
 void eg__api_db(struct eg_app *app, struct eg_http_req *r, const struct eg_db_batch *b,
                 eg__api_db_fn *fn, void *data);
 /**
- * The answers of a write that are fixed before it runs: made_* when the transaction inserts the
- * memory memory_id, skipped_* when it does not. All strings are borrowed until the reply.
+ * The answers of a write that are fixed before it runs: made_* when the statement at index
+ * answer_at of its batch (an outbox INSERT ... SELECT) inserts a row, skipped_* when it does not.
+ * With an Idempotency-Key, that statement runs as answering instead: the same INSERT, storing the
+ * matching answer too (EG__API_IDEM_ANSWERED). All strings are borrowed until the reply.
  */
 struct eg__api_known {
-    const char *memory_id;
     int made_status;
     const char *made_body; /* NUL-terminated, made_len bytes */
     size_t made_len;
     int skipped_status;
     const char *skipped_body;
     size_t skipped_len;
+    size_t answer_at;
+    const struct eg_db_stmt *answering;
 };
 /**
  * As eg__api_db, for a write whose answer is one of known's: with an Idempotency-Key, the
@@ -197,6 +200,28 @@ struct eg__api_audit eg__api_audit(struct eg_http_req *r, const char *action);
     ") IS NOT NULL THEN " id " END"
 
 /* ---- idempotency (src/api/idempotency.c) --------------------------------------------------- */
+
+/*
+ * A known write's answer, stored by the statement that inserts its outbox row rather than by a
+ * statement of its own (bench/api/floor.sh: a statement fewer per keyed create). `insert`, an
+ * INSERT ... SELECT with parameters $1-$4, becomes CTE o; then the answer is inserted, the made
+ * one ($10, $11) when o inserted a row, else the skipped one ($12, $13), with the scope ($5
+ * uuid, $6 project, $7 principal, $8 key) and the fingerprint ($9, hex): EG__API_IDEM_ANSWER_PARAMS
+ * parameters after the insert's own, filled by idempotency.c. No claim precedes it: the answer's
+ * primary key is the claim. lock_timeout is set for the rest of the transaction before the
+ * answer is inserted, so a duplicate's uncommitted answer makes it fail within 50 ms with 55P03
+ * rather than wait for that transaction to end; any row of the scope, live or expired, fails it
+ * with 23505 (idempotency.c, look_after_failure).
+ */
+#define EG__API_IDEM_ANSWER_PARAMS 9
+#define EG__API_IDEM_ANSWERED(insert)                                                              \
+    "WITH o AS (" insert " RETURNING 1) "                                                          \
+    "INSERT INTO idempotency_answers "                                                             \
+    "(scope, project_id, principal, idem_key, fingerprint, status, body) "                         \
+    "SELECT $5::uuid, $6, $7, $8, decode($9, 'hex'), CASE WHEN w.hit THEN $10::int "               \
+    "ELSE $12::int END, CASE WHEN w.hit THEN $11 ELSE $13 END "                                    \
+    "FROM (SELECT EXISTS (SELECT 1 FROM o) AS hit, "                                               \
+    "set_config('lock_timeout', '50ms', true) AS lock_timeout) w"
 
 struct eg__api_idem;
 /** Runs a routed request's handler (data: the router's). */

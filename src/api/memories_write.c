@@ -67,12 +67,19 @@ static struct eg_db_stmt st_mem_insert = {
     "payload" EG__API_OUTBOX_AUDIT_COLS ") "
 #define MEMORY_AUDIT EG__API_OUTBOX_AUDIT_VALS("$2::text", "$3::text", "$4::text", "memory", "m.id")
 
-static struct eg_db_stmt st_outbox_created = {
-    "outbox_memory_created",
-    OUTBOX_INSERT
-    "SELECT m.project_id, m.subject_id, 'memory.created', eg_payload_memory_created(m)" MEMORY_AUDIT
-    " FROM memories m WHERE m.id = $1 AND m." WRITTEN_BY_US,
-    4,
+#define OUTBOX_CREATED                                                                             \
+    OUTBOX_INSERT                                                                                  \
+    "SELECT m.project_id, m.subject_id, 'memory.created', "                                        \
+    "eg_payload_memory_created(m)" MEMORY_AUDIT                                                    \
+    " FROM memories m WHERE m.id = $1 AND m." WRITTEN_BY_US
+
+static struct eg_db_stmt st_outbox_created = {"outbox_memory_created", OUTBOX_CREATED, 4, 0};
+
+/* The same with an Idempotency-Key: it also stores the create's answer (eg__api_db_known). */
+static struct eg_db_stmt st_outbox_created_answered = {
+    "outbox_memory_created_answered",
+    EG__API_IDEM_ANSWERED(OUTBOX_CREATED),
+    4 + EG__API_IDEM_ANSWER_PARAMS,
     0,
 };
 
@@ -463,7 +470,6 @@ void eg__api_mem_create(struct eg_app *app, struct eg_http_req *r)
         v = json_object_get(body, "kind");
         if (eg__api_truthy(v))
             f.kind_raw = eg__api_js_string_raw(&r->arena, v, &f.kind_raw_len);
-        known->memory_id = id;
         known->made_status = 201;
         known->skipped_status = 200;
         known->made_body = render_created(r, &f, true, &known->made_len);
@@ -498,9 +504,15 @@ void eg__api_mem_create(struct eg_app *app, struct eg_http_req *r)
         if (values[6] == NULL || values[7] == NULL || eg_db_batch_add(b, &st_mem_insert, values) < 0
             || (extract
                 && add_background_claims(r, b, project, subject, id, text, text_len, refs, &nrefs)
-                       < 0)
-            || eg_db_batch_add(b, &st_outbox_created, outbox_values(r, id, "memory.create", outbox))
-                   < 0) {
+                       < 0)) {
+            eg_http_respond_error(r, 413, "payload_too_large");
+            return;
+        }
+        /* The memory's event: the row whose insert tells which answer is the create's. */
+        known->answer_at = b->count;
+        known->answering = &st_outbox_created_answered;
+        if (eg_db_batch_add(b, &st_outbox_created, outbox_values(r, id, "memory.create", outbox))
+            < 0) {
             eg_http_respond_error(r, 413, "payload_too_large");
             return;
         }
