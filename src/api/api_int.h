@@ -122,10 +122,11 @@ struct eg__api_known {
 };
 /**
  * As eg__api_db, for a write whose answer is one of known's: with an Idempotency-Key, the
- * answer is stored by a statement in the same pipeline (one round trip, not two). fn must send
- * exactly the known answer that matches the result.
+ * answer is stored by a statement in the same pipeline (one round trip, not two), b's statement
+ * at known->answer_at, which this changes in place. fn must send exactly the known answer that
+ * matches the result.
  */
-void eg__api_db_known(struct eg_app *app, struct eg_http_req *r, const struct eg_db_batch *b,
+void eg__api_db_known(struct eg_app *app, struct eg_http_req *r, struct eg_db_batch *b,
                       const struct eg__api_known *known, eg__api_db_fn *fn, void *data);
 /**
  * Answers a failed reply the generic way and returns true: 503 + Retry-After when the database
@@ -238,11 +239,16 @@ bool eg__api_idem_begin(struct eg_app *app, struct eg_http_req *r, eg__api_route
                         void *data, bool lookup_first);
 /**
  * eg__api_db's hook: when r is to claim a key, runs b with the claim in front and the storing of
- * the response in the same transaction, and returns true; otherwise false. known: NULL, or the
- * answers fixed before b runs (eg__api_db_known).
+ * the response in the same transaction, and returns true; otherwise false.
  */
 bool eg__api_idem_db(struct eg_app *app, struct eg_http_req *r, const struct eg_db_batch *b,
-                     const struct eg__api_known *known, eg__api_db_fn *fn, void *data);
+                     eg__api_db_fn *fn, void *data);
+/**
+ * eg__api_db_known's hook: when r is to claim a key, makes b store the answer of known that
+ * matches what it does (changing b in place), runs it and returns true; otherwise false.
+ */
+bool eg__api_idem_db_known(struct eg_app *app, struct eg_http_req *r, struct eg_db_batch *b,
+                           const struct eg__api_known *known, eg__api_db_fn *fn, void *data);
 /** Adds the pruning of responses older than ttl_s seconds (text) to b. */
 int eg__api_idem_batch_prune(struct eg_db_batch *b, const char *ttl_s);
 struct eg__api_idem *eg__api_get_idem(struct eg_http_req *r);

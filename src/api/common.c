@@ -612,20 +612,11 @@ static void on_api_query_cleanup(void *data)
         eg_db_query_cancel(aq->q);
 }
 
-void eg__api_db(struct eg_app *app, struct eg_http_req *r, const struct eg_db_batch *b,
-                eg__api_db_fn *fn, void *data)
+/* Runs b for r without an Idempotency-Key. */
+static void submit(struct eg_app *app, struct eg_http_req *r, const struct eg_db_batch *b,
+                   eg__api_db_fn *fn, void *data)
 {
-    eg__api_db_known(app, r, b, NULL, fn, data);
-}
-
-void eg__api_db_known(struct eg_app *app, struct eg_http_req *r, const struct eg_db_batch *b,
-                      const struct eg__api_known *known, eg__api_db_fn *fn, void *data)
-{
-    struct api_query *aq;
-
-    if (eg__api_idem_db(app, r, b, known, fn, data))
-        return;
-    aq = eg_arena_alloc(&r->arena, sizeof(*aq));
+    struct api_query *aq = eg_arena_alloc(&r->arena, sizeof(*aq));
 
     if (aq == NULL || eg_arena_defer(&r->arena, on_api_query_cleanup, aq) < 0) {
         eg_http_respond_error(r, 413, "payload_too_large");
@@ -636,6 +627,20 @@ void eg__api_db_known(struct eg_app *app, struct eg_http_req *r, const struct eg
     aq->fn = fn;
     aq->data = data;
     aq->q = eg_db_submit(app->db, b, on_api_query_done, aq);
+}
+
+void eg__api_db(struct eg_app *app, struct eg_http_req *r, const struct eg_db_batch *b,
+                eg__api_db_fn *fn, void *data)
+{
+    if (!eg__api_idem_db(app, r, b, fn, data))
+        submit(app, r, b, fn, data);
+}
+
+void eg__api_db_known(struct eg_app *app, struct eg_http_req *r, struct eg_db_batch *b,
+                      const struct eg__api_known *known, eg__api_db_fn *fn, void *data)
+{
+    if (!eg__api_idem_db_known(app, r, b, known, fn, data))
+        submit(app, r, b, fn, data);
 }
 
 bool eg__api_db_failed(struct eg_http_req *r, const struct eg_db_reply *rep)

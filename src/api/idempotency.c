@@ -564,96 +564,124 @@ static void on_write_cleanup(void *data)
 }
 
 /*
- * Adds the statement of a known write that stores its answer (EG__API_IDEM_ANSWERED): stmt
- * run as known->answering, with stmt's values, then the answer's. scope: project,
- * principal, key.
+ * Makes item i of a known write's batch store its answer: its statement becomes
+ * known->answering (EG__API_IDEM_ANSWERED), with the answer's values after its own.
  */
-static int add_answering(struct eg__api_idem *im, struct eg_db_batch *full,
-                         const struct eg__api_known *known, const struct eg_db_stmt *stmt,
-                         const char *const *values, const char *const scope[3])
+static int answer_in_place(struct eg__api_idem *im, struct eg_http_req *r, struct eg_db_batch *b,
+                           const struct eg__api_known *known)
 {
-    const char *v[EG_DB_PARAMS_MAX];
-    int own = stmt->nparams;
+    const char **v;
+    int own;
 
+    if (known->answer_at >= b->count)
+        return EG_ELIMIT; /* no statement to store the answer */
+    own = b->items[known->answer_at].stmt->nparams;
     if (known->answering->nparams != own + EG__API_IDEM_ANSWER_PARAMS
         || known->answering->nparams > EG_DB_PARAMS_MAX)
         return EG_ELIMIT; /* not the statement answering wraps */
     snprintf(im->status, sizeof(im->status), "%d", known->made_status);
     snprintf(im->status_skipped, sizeof(im->status_skipped), "%d", known->skipped_status);
-    for (int i = 0; i < own; i++)
-        v[i] = values[i];
+    v = b->items[known->answer_at].values;
     v[own + 0] = im->scope;
-    v[own + 1] = scope[0];
-    v[own + 2] = scope[1];
-    v[own + 3] = scope[2];
+    v[own + 1] = eg__api_project(r);
+    v[own + 2] = im->principal;
+    v[own + 3] = im->key;
     v[own + 4] = im->fingerprint;
     v[own + 5] = im->status;
     v[own + 6] = known->made_body;
     v[own + 7] = im->status_skipped;
     v[own + 8] = known->skipped_body;
-    return eg_db_batch_add(full, known->answering, v);
+    b->items[known->answer_at].stmt = known->answering;
+    return 0;
 }
 
-bool eg__api_idem_db(struct eg_app *app, struct eg_http_req *r, const struct eg_db_batch *b,
-                     const struct eg__api_known *known, eg__api_db_fn *fn, void *data)
+/* The key r claims for its write, or NULL (no key, or its write is under way already). */
+static struct eg__api_idem *claim_write(struct eg_http_req *r)
 {
     struct eg__api_idem *im = eg__api_get_idem(r);
-    struct api_write *w;
-    struct eg_db_batch *full;
-    const char *begin[3];
-    const char *hold[1];
 
     if (im == NULL || !im->is_armed)
-        return false;
+        return NULL;
     im->is_armed = false; /* one write per request claims the key */
-    w = eg_arena_alloc(&r->arena, sizeof(*w));
-    full = eg_arena_alloc(&r->arena, sizeof(*full));
-    if (w == NULL || full == NULL || eg_arena_defer(&r->arena, on_write_cleanup, w) < 0) {
+    return im;
+}
+
+/* The wrapper of im's write; NULL after answering 413. */
+static struct api_write *new_write(struct eg__api_idem *im, struct eg_http_req *r,
+                                   eg__api_db_fn *fn, void *data)
+{
+    struct api_write *w = eg_arena_alloc(&r->arena, sizeof(*w));
+
+    if (w == NULL || eg_arena_defer(&r->arena, on_write_cleanup, w) < 0) {
         eg_http_respond_error(r, 413, "payload_too_large");
-        return true;
+        return NULL;
     }
     memset(w, 0, sizeof(*w));
     w->idem = im;
     w->r = r;
     w->fn = fn;
     w->data = data;
+    im->w = w;
+    return w;
+}
+
+bool eg__api_idem_db(struct eg_app *app, struct eg_http_req *r, const struct eg_db_batch *b,
+                     eg__api_db_fn *fn, void *data)
+{
+    struct eg__api_idem *im = claim_write(r);
+    struct api_write *w;
+    struct eg_db_batch *full;
+    const char *begin[3];
+
+    if (im == NULL)
+        return false;
+    if ((w = new_write(im, r, fn, data)) == NULL)
+        return true;
+    if ((full = eg_arena_alloc(&r->arena, sizeof(*full))) == NULL) {
+        eg_http_respond_error(r, 413, "payload_too_large");
+        return true;
+    }
     full->count = 0;
     begin[0] = eg__api_project(r);
     begin[1] = im->principal;
     begin[2] = im->key;
-    hold[0] = im->hold;
-    if (known == NULL) {
-        eg_db_batch_add(full, &st_claim, begin);
-        if (app->cfg->test_idem_hold_ms > 0)
-            eg_db_batch_add(full, &st_hold, hold);
-    }
+    eg_db_batch_add(full, &st_claim, begin);
+    if (app->cfg->test_idem_hold_ms > 0)
+        eg_db_batch_add(full, &st_hold, (const char *[]){im->hold});
     im->offset = full->count;
-    if (known != NULL && known->answer_at >= b->count) {
-        eg_http_respond_error(r, 500, "server_error"); /* no statement would store the answer */
-        return true;
-    }
     for (size_t i = 0; i < b->count; i++) {
-        int rc;
-
-        if (known != NULL && i == known->answer_at)
-            rc = add_answering(im, full, known, b->items[i].stmt, b->items[i].values, begin);
-        else
-            rc = eg_db_batch_add(full, b->items[i].stmt, b->items[i].values);
-        if (rc < 0) {
+        if (eg_db_batch_add(full, b->items[i].stmt, b->items[i].values) < 0) {
             eg_http_respond_error(r, 413, "payload_too_large");
             return true;
         }
     }
-    im->w = w;
-    if (known != NULL) {
-        /* Tests hold the transaction open with its answer inserted (a duplicate is in flight). */
-        if (app->cfg->test_idem_hold_ms > 0)
-            eg_db_batch_add(full, &st_hold, hold);
-        w->known = full;
-        w->q = eg_db_submit(app->db, full, on_known_done, w);
+    w->q = eg_db_submit_tx(app->db, full, on_write_mid, on_write_done, w);
+    return true;
+}
+
+bool eg__api_idem_db_known(struct eg_app *app, struct eg_http_req *r, struct eg_db_batch *b,
+                           const struct eg__api_known *known, eg__api_db_fn *fn, void *data)
+{
+    struct eg__api_idem *im = claim_write(r);
+    struct api_write *w;
+
+    if (im == NULL)
+        return false;
+    if ((w = new_write(im, r, fn, data)) == NULL)
+        return true;
+    if (answer_in_place(im, r, b, known) < 0) {
+        eg_http_respond_error(r, 500, "server_error"); /* the handler's batch does not fit */
         return true;
     }
-    w->q = eg_db_submit_tx(app->db, full, on_write_mid, on_write_done, w);
+    /* Tests hold the transaction open with its answer inserted (a duplicate is in flight). */
+    if (app->cfg->test_idem_hold_ms > 0
+        && eg_db_batch_add(b, &st_hold, (const char *[]){im->hold}) < 0) {
+        eg_http_respond_error(r, 413, "payload_too_large");
+        return true;
+    }
+    im->offset = 0;
+    w->known = b;
+    w->q = eg_db_submit(app->db, b, on_known_done, w);
     return true;
 }
 
