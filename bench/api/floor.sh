@@ -10,10 +10,10 @@
 # src/api/idempotency.c:
 #   plain   mem_insert + outbox_memory_created, audit columns NULL: an unkeyed create, auth off
 #   keyed   mem_insert + outbox_memory_created_answered: engramd's keyed, audited create, all
-#           layers on (the outbox INSERT as a CTE, then a plain INSERT of the answer under a local
-#           lock_timeout, in one statement: EG__API_IDEM_ANSWERED in src/api/api_int.h)
+#           layers on (the outbox INSERT as a CTE, the claim's advisory lock, then a plain INSERT
+#           of the answer, in one statement: EG__API_IDEM_ANSWERED in src/api/api_int.h)
 #   apart   the same up to a229f27: outbox (audit set), then the answer's INSERT as a statement
-#           of its own
+#           of its own, under a local lock_timeout instead of the claim
 #   claimed idem_claim + mem_insert + outbox (audit set) + the INSERT ... ON CONFLICT store that
 #           engramd used for creates up to 42524ca (with the claim as a statement of its own)
 #   row     mem_insert + outbox (audit set) + one plain INSERT of the answer into
@@ -89,7 +89,7 @@ SKIPPED=$(answer null false)
 STORE_COLS="(scope, project_id, principal, idem_key, fingerprint, status, body)"
 STORE_CLAIMED="WITH s AS (INSERT INTO idempotency_answers $STORE_COLS SELECT $SCOPE, 'bench', 'key_0123456789ab', $KEY, $FPR, CASE WHEN w.hit THEN 201::int ELSE 200::int END, CASE WHEN w.hit THEN $MADE ELSE $SKIPPED END FROM (SELECT EXISTS (SELECT 1 FROM memories m WHERE m.id = $ID AND m.xmin = pg_current_xact_id()::xid) AS hit) w ON CONFLICT (scope) DO UPDATE SET project_id = EXCLUDED.project_id, principal = EXCLUDED.principal, idem_key = EXCLUDED.idem_key, fingerprint = EXCLUDED.fingerprint, status = EXCLUDED.status, body = EXCLUDED.body, created_at = now() WHERE idempotency_answers.created_at <= now() - make_interval(secs => 86400) RETURNING 1) SELECT CASE WHEN EXISTS (SELECT 1 FROM s) THEN 0 ELSE eg_idem_refuse('EGI02') END;"
 STORE_APART="INSERT INTO idempotency_answers $STORE_COLS SELECT $SCOPE, 'bench', 'key_0123456789ab', $KEY, $FPR, CASE WHEN w.hit THEN 201::int ELSE 200::int END, CASE WHEN w.hit THEN $MADE ELSE $SKIPPED END FROM (SELECT EXISTS (SELECT 1 FROM memories m WHERE m.id = $ID AND m.xmin = pg_current_xact_id()::xid) AS hit, set_config('lock_timeout', '50ms', true) AS lock_timeout) w;"
-ANSWERED="WITH o AS (${OUTBOX_ALL%;} RETURNING 1) INSERT INTO idempotency_answers $STORE_COLS SELECT $SCOPE, 'bench', 'key_0123456789ab', $KEY, $FPR, CASE WHEN w.hit THEN 201::int ELSE 200::int END, CASE WHEN w.hit THEN $MADE ELSE $SKIPPED END FROM (SELECT EXISTS (SELECT 1 FROM o) AS hit, set_config('lock_timeout', '50ms', true) AS lock_timeout) w;"
+ANSWERED="WITH o AS (${OUTBOX_ALL%;} RETURNING 1) INSERT INTO idempotency_answers $STORE_COLS SELECT $SCOPE, 'bench', 'key_0123456789ab', $KEY, $FPR, CASE WHEN w.hit THEN 201::int ELSE 200::int END, CASE WHEN w.hit THEN $MADE ELSE $SKIPPED END FROM (SELECT EXISTS (SELECT 1 FROM o) AS hit, CASE WHEN pg_try_advisory_xact_lock(hashtextextended('bench' || chr(31) || 'key_0123456789ab' || chr(31) || $KEY, 5)) THEN 0 ELSE eg_idem_refuse('EGI01') END AS claim) w;"
 STORE_ROW="INSERT INTO idempotency_answers $STORE_COLS VALUES ($SCOPE, 'bench', 'key_0123456789ab', $KEY, $FPR, 201, $MADE);"
 OUTBOX_ANSWER="INSERT INTO event_outbox_x (project_id, subject_id, event_type, payload, $AUDIT_COLS, idem_scope, idem_fingerprint, idem_status, idem_body) $OUTBOX_SEL, $ALL_AUDIT, $SCOPE, $FPR, 201, $MADE $OUTBOX_FROM;"
 

@@ -208,11 +208,12 @@ struct eg__api_audit eg__api_audit(struct eg_http_req *r, const char *action);
  * INSERT ... SELECT with parameters $1-$4, becomes CTE o; then the answer is inserted, the made
  * one ($10, $11) when o inserted a row, else the skipped one ($12, $13), with the scope ($5
  * uuid, $6 project, $7 principal, $8 key) and the fingerprint ($9, hex): EG__API_IDEM_ANSWER_PARAMS
- * parameters after the insert's own, filled by idempotency.c. No claim precedes it: the answer's
- * primary key is the claim. lock_timeout is set for the rest of the transaction before the
- * answer is inserted, so a duplicate's uncommitted answer makes it fail within 50 ms with 55P03
- * rather than wait for that transaction to end; any row of the scope, live or expired, fails it
- * with 23505 (idempotency.c, look_after_failure).
+ * parameters after the insert's own, filled by idempotency.c. The claim is taken right before
+ * the answer is inserted: the scope's transaction-scoped advisory lock (idempotency.c, st_claim),
+ * refused (EGI01) while a duplicate, on any instance, holds it, so the insert never waits for a
+ * duplicate's uncommitted answer. Any row of the scope, live or expired, fails it with 23505
+ * (idempotency.c, look_after_failure). The claim is a volatile column of subquery w, which
+ * PostgreSQL evaluates even though nothing reads it.
  */
 #define EG__API_IDEM_ANSWER_PARAMS 9
 #define EG__API_IDEM_ANSWERED(insert)                                                              \
@@ -221,8 +222,9 @@ struct eg__api_audit eg__api_audit(struct eg_http_req *r, const char *action);
     "(scope, project_id, principal, idem_key, fingerprint, status, body) "                         \
     "SELECT $5::uuid, $6, $7, $8, decode($9, 'hex'), CASE WHEN w.hit THEN $10::int "               \
     "ELSE $12::int END, CASE WHEN w.hit THEN $11 ELSE $13 END "                                    \
-    "FROM (SELECT EXISTS (SELECT 1 FROM o) AS hit, "                                               \
-    "set_config('lock_timeout', '50ms', true) AS lock_timeout) w"
+    "FROM (SELECT EXISTS (SELECT 1 FROM o) AS hit, CASE WHEN pg_try_advisory_xact_lock("           \
+    "hashtextextended($6 || chr(31) || $7 || chr(31) || $8, 5)) THEN 0 "                           \
+    "ELSE eg_idem_refuse('EGI01') END AS claim) w"
 
 struct eg__api_idem;
 /** Runs a routed request's handler (data: the router's). */

@@ -23,15 +23,14 @@
  *        response is inserted, then the commit, and only then is the response sent.
  *      - A write whose answer is known before it runs (eg__api_db_known: a memory create, whose
  *        two possible answers are rendered from the request) is one pipelined round trip, like
- *        an unkeyed one, and the leanest: no claim, and no statement of its own either. The
- *        statement that inserts the write's outbox row also inserts the answer that matches
- *        what the transaction did (EG__API_IDEM_ANSWERED in api_int.h). The answer's primary
- *        key is the claim: a duplicate in flight elsewhere (its row inserted, not committed)
- *        makes the insert wait, for at most 50 ms (a local lock_timeout), then fail with 55P03,
- *        answered 409 + Retry-After; one committed meanwhile makes it fail with 23505, and the
- *        lookup replays it. (The timeout also bounds the insert's other lock waits, likely
- *        the table's extension lock under load: with 1 ms, 32 of about 160,000 unique-key
- *        creates were answered other than 201; with 50 ms, none.)
+ *        an unkeyed one, and the leanest: no statement of its own. The statement that inserts
+ *        the write's outbox row also takes the claim and inserts the answer that matches what
+ *        the transaction did (EG__API_IDEM_ANSWERED in api_int.h): a duplicate in flight
+ *        elsewhere holds the claim (409 + Retry-After, as above); one committed meanwhile makes
+ *        the answer's insert fail with 23505, and the lookup replays it. (Up to d980987 the
+ *        answer's primary key was the claim, under a 50 ms lock_timeout: set_config cost about
+ *        3 us a write where the advisory lock measured nothing, and the timeout was a tuning
+ *        knob: at 1 ms, 32 of about 160,000 unique-key creates were answered other than 201.)
  *        A row of the scope past the retention but not yet pruned also fails it with 23505:
  *        the lookup then deletes that row and runs the write once more. (On pgbench's model of
  *        the create, bench/api/floor.sh: a claim statement and INSERT … ON CONFLICT cost about
@@ -271,8 +270,8 @@ static void busy(struct eg_http_req *r)
 }
 
 /*
- * The key is held by a write in flight: the claim was refused, or a known write's insert met the
- * uncommitted answer of a duplicate (its lock_timeout). Nothing is stored yet to look up.
+ * The key is held by a write in flight: the claim was refused. Nothing is stored yet to look up.
+ * (55P03 too: a lock_timeout that an operator set on the role, met by a write, is as retryable.)
  */
 static bool is_busy(const struct eg_db_reply *rep)
 {
