@@ -563,7 +563,7 @@ static void on_write_cleanup(void *data)
 }
 
 /*
- * Makes item i of a known write's batch store its answer: its statement becomes
+ * Makes the statement at known->answer_at of a known write's batch store its answer: it becomes
  * known->answering (EG__API_IDEM_ANSWERED), with the answer's values after its own.
  */
 static int answer_in_place(struct eg__api_idem *im, struct eg_http_req *r, struct eg_db_batch *b,
