@@ -80,7 +80,8 @@ OUTBOX_OFF="INSERT INTO event_outbox (project_id, subject_id, event_type, payloa
 ALL_AUDIT=$(audit_vals "'memory.create'" "'key_0123456789ab'" "'req-' || :r::text")
 OUTBOX_ALL="INSERT INTO event_outbox (project_id, subject_id, event_type, payload, $AUDIT_COLS) $OUTBOX_SEL, $ALL_AUDIT $OUTBOX_FROM;"
 KEY="'k-' || :r::text"
-CLAIM="SELECT CASE WHEN pg_try_advisory_xact_lock(hashtextextended('bench' || chr(31) || 'key_0123456789ab' || chr(31) || $KEY, 5)) THEN 0 ELSE eg_idem_refuse('EGI01') END;"
+CLAIM_EXPR="CASE WHEN pg_try_advisory_xact_lock(hashtextextended('bench' || chr(31) || 'key_0123456789ab' || chr(31) || $KEY, 5)) THEN 0 ELSE eg_idem_refuse('EGI01') END"
+CLAIM="SELECT $CLAIM_EXPR;"
 SCOPE="md5('k' || :r::text)::uuid"
 FPR="sha256(:r::text::bytea)"
 answer() { echo "'{\"id\": $1, \"subject_id\": \"s-' || :r::text || '\", \"text\": \"note ' || :r::text || ' about apple river ' || :w::text || '\", \"kind\": \"fact\", \"created\": $2}'"; }
@@ -89,7 +90,7 @@ SKIPPED=$(answer null false)
 STORE_COLS="(scope, project_id, principal, idem_key, fingerprint, status, body)"
 STORE_CLAIMED="WITH s AS (INSERT INTO idempotency_answers $STORE_COLS SELECT $SCOPE, 'bench', 'key_0123456789ab', $KEY, $FPR, CASE WHEN w.hit THEN 201::int ELSE 200::int END, CASE WHEN w.hit THEN $MADE ELSE $SKIPPED END FROM (SELECT EXISTS (SELECT 1 FROM memories m WHERE m.id = $ID AND m.xmin = pg_current_xact_id()::xid) AS hit) w ON CONFLICT (scope) DO UPDATE SET project_id = EXCLUDED.project_id, principal = EXCLUDED.principal, idem_key = EXCLUDED.idem_key, fingerprint = EXCLUDED.fingerprint, status = EXCLUDED.status, body = EXCLUDED.body, created_at = now() WHERE idempotency_answers.created_at <= now() - make_interval(secs => 86400) RETURNING 1) SELECT CASE WHEN EXISTS (SELECT 1 FROM s) THEN 0 ELSE eg_idem_refuse('EGI02') END;"
 STORE_APART="INSERT INTO idempotency_answers $STORE_COLS SELECT $SCOPE, 'bench', 'key_0123456789ab', $KEY, $FPR, CASE WHEN w.hit THEN 201::int ELSE 200::int END, CASE WHEN w.hit THEN $MADE ELSE $SKIPPED END FROM (SELECT EXISTS (SELECT 1 FROM memories m WHERE m.id = $ID AND m.xmin = pg_current_xact_id()::xid) AS hit, set_config('lock_timeout', '50ms', true) AS lock_timeout) w;"
-ANSWERED="WITH o AS (${OUTBOX_ALL%;} RETURNING 1) INSERT INTO idempotency_answers $STORE_COLS SELECT $SCOPE, 'bench', 'key_0123456789ab', $KEY, $FPR, CASE WHEN w.hit THEN 201::int ELSE 200::int END, CASE WHEN w.hit THEN $MADE ELSE $SKIPPED END FROM (SELECT EXISTS (SELECT 1 FROM o) AS hit, CASE WHEN pg_try_advisory_xact_lock(hashtextextended('bench' || chr(31) || 'key_0123456789ab' || chr(31) || $KEY, 5)) THEN 0 ELSE eg_idem_refuse('EGI01') END AS claim) w;"
+ANSWERED="WITH o AS (${OUTBOX_ALL%;} RETURNING 1) INSERT INTO idempotency_answers $STORE_COLS SELECT $SCOPE, 'bench', 'key_0123456789ab', $KEY, $FPR, CASE WHEN w.hit THEN 201::int ELSE 200::int END, CASE WHEN w.hit THEN $MADE ELSE $SKIPPED END FROM (SELECT $CLAIM_EXPR AS claim, EXISTS (SELECT 1 FROM o) AS hit) w;"
 STORE_ROW="INSERT INTO idempotency_answers $STORE_COLS VALUES ($SCOPE, 'bench', 'key_0123456789ab', $KEY, $FPR, 201, $MADE);"
 OUTBOX_ANSWER="INSERT INTO event_outbox_x (project_id, subject_id, event_type, payload, $AUDIT_COLS, idem_scope, idem_fingerprint, idem_status, idem_body) $OUTBOX_SEL, $ALL_AUDIT, $SCOPE, $FPR, 201, $MADE $OUTBOX_FROM;"
 

@@ -213,18 +213,28 @@ struct eg__api_audit eg__api_audit(struct eg_http_req *r, const char *action);
  * refused (EGI01) while a duplicate, on any instance, holds it, so the insert never waits for a
  * duplicate's uncommitted answer. Any row of the scope, live or expired, fails it with 23505
  * (idempotency.c, look_after_failure). The claim is a volatile column of subquery w, which
- * PostgreSQL evaluates even though nothing reads it.
+ * PostgreSQL evaluates (before the answer is inserted) even though nothing reads it.
  */
 #define EG__API_IDEM_ANSWER_PARAMS 9
 #define EG__API_IDEM_ANSWERED(insert)                                                              \
     "WITH o AS (" insert " RETURNING 1) "                                                          \
-    "INSERT INTO idempotency_answers "                                                             \
-    "(scope, project_id, principal, idem_key, fingerprint, status, body) "                         \
+    "INSERT INTO idempotency_answers " EG__API_IDEM_ANSWER_COLS                                    \
     "SELECT $5::uuid, $6, $7, $8, decode($9, 'hex'), CASE WHEN w.hit THEN $10::int "               \
-    "ELSE $12::int END, CASE WHEN w.hit THEN $11 ELSE $13 END "                                    \
-    "FROM (SELECT EXISTS (SELECT 1 FROM o) AS hit, CASE WHEN pg_try_advisory_xact_lock("           \
-    "hashtextextended($6 || chr(31) || $7 || chr(31) || $8, 5)) THEN 0 "                           \
-    "ELSE eg_idem_refuse('EGI01') END AS claim) w"
+    "ELSE $12::int END, CASE WHEN w.hit THEN $11 ELSE $13 END FROM (SELECT " EG__API_IDEM_CLAIM(   \
+        "$6", "$7", "$8") " AS claim, EXISTS (SELECT 1 FROM o) AS hit) w"
+/* The columns a stored answer is inserted with (migration 0010's idempotency_answers). */
+#define EG__API_IDEM_ANSWER_COLS                                                                   \
+    "(scope, project_id, principal, idem_key, fingerprint, status, body) "
+/*
+ * The claim of a scope (p project, who principal, k key: SQL text expressions) as a value: 0
+ * once this transaction holds the scope's transaction-scoped advisory lock; while another
+ * transaction, on any instance, holds it, EGI01 is raised (CASE evaluates eg_idem_refuse only
+ * then). The hash is migration 0005's eg_idem_begin's, so instances of both versions exclude
+ * each other. Every keyed write claims its scope this way (idempotency.c, st_claim).
+ */
+#define EG__API_IDEM_CLAIM(p, who, k)                                                              \
+    "CASE WHEN pg_try_advisory_xact_lock(hashtextextended(" p " || chr(31) || " who                \
+    " || chr(31) || " k ", 5)) THEN 0 ELSE eg_idem_refuse('EGI01') END"
 
 struct eg__api_idem;
 /** Runs a routed request's handler (data: the router's). */

@@ -105,18 +105,9 @@ static struct eg_db_stmt st_lookup = {
     0,
 };
 
-/*
- * The claim: a transaction-scoped advisory lock on the scope, on the same hash as the migration
- * 0005 function eg_idem_begin (so instances of both versions exclude each other). Only a taken
- * lock reaches the PL/pgSQL that raises EGI01; CASE does not evaluate the other branch.
- */
-static struct eg_db_stmt st_claim = {
-    "idem_claim",
-    "SELECT CASE WHEN pg_try_advisory_xact_lock(hashtextextended($1 || chr(31) || $2 || chr(31) "
-    "|| $3, 5)) THEN 0 ELSE eg_idem_refuse('EGI01') END",
-    3,
-    0,
-};
+/* The claim of a two-part write, the first statement of its batch (EG__API_IDEM_CLAIM). */
+static struct eg_db_stmt st_claim = {"idem_claim", "SELECT " EG__API_IDEM_CLAIM("$1", "$2", "$3"),
+                                     3, 0};
 
 static struct eg_db_stmt st_hold = {
     "idem_test_hold",
@@ -133,7 +124,6 @@ static struct eg_db_stmt st_hold = {
  * collides with another's live response is refused the same way; its lookup, which compares the
  * texts, finds nothing, and the request is answered as in use.)
  */
-#define STORE_COLS  "(scope, project_id, principal, idem_key, fingerprint, status, body) "
 #define STORE_SCOPE "$1::uuid, $2, $3, $4, decode($5, 'hex')"
 #define STORE_CONFLICT                                                                             \
     "ON CONFLICT (scope) DO UPDATE SET project_id = EXCLUDED.project_id, "                         \
@@ -146,8 +136,8 @@ static struct eg_db_stmt st_hold = {
 
 static struct eg_db_stmt st_store = {
     "idem_store",
-    "WITH s AS (INSERT INTO idempotency_answers " STORE_COLS "VALUES (" STORE_SCOPE ", $6::int, "
-    "$7) " STORE_CONFLICT "$8::int)" STORE_CHECK,
+    "WITH s AS (INSERT INTO idempotency_answers " EG__API_IDEM_ANSWER_COLS "VALUES (" STORE_SCOPE
+    ", $6::int, $7) " STORE_CONFLICT "$8::int)" STORE_CHECK,
     8,
     0,
 };
