@@ -16,11 +16,21 @@
 # neither pays for it on its own CPU. The slices of a pair run in ABBA order (off-all, then
 # all-off), so a steady drift cancels; the cost of a pair is 1 - all/off. The database grows
 # during the run (no truncation): both settings write into the same tables, turn about.
-# Results: a section appended to bench/results/layers.md and bench/results/interleave.json.
+# The cost of one layer, or of all on reads, is measured the same way against `off`:
+# BENCH_SETTING picks the other side and BENCH_SCENARIO the load:
+#   all          as above (the default)
+#   auth         API keys alone: a cached Bearer key on every request, an audit record per write
+#   idempotency  an Idempotency-Key on every write alone (auth off)
+#   ratelimit    the rate limit alone, per client address (auth off)
+#   write        creates of new memories, a unique subject per request (the default)
+#   read         GET of one page (limit 50) of a 1,000-memory subject, loaded before the run
+# Results: a section appended to bench/results/layers.md, and bench/results/interleave.json
+# (write, all) or interleave-SCENARIO-SETTING.json (the others).
 #
 # Environment (all optional): BENCH_PAIRS=60 BENCH_SLICE=2s BENCH_WARMUP=3s BENCH_CONNECTIONS=16
+# BENCH_SETTING=all BENCH_SCENARIO=write
 # BENCH_LOAD_CPUS=1 BENCH_SERVER_CPUS=0 BENCH_ENGRAM_LOG_LEVEL=warn BENCH_RESULTS_DIR=bench/results
-# BENCH_GATE=1 (exit 3 when the target is missed) ENGRAMD=build/engramd
+# BENCH_GATE=1 (exit 3 when the target is missed; write and all only) ENGRAMD=build/engramd
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -35,8 +45,13 @@ POOL_SIZE=''
 RESULTS=${BENCH_RESULTS_DIR:-$ROOT/bench/results}
 LOG_LEVEL=${BENCH_ENGRAM_LOG_LEVEL:-warn}
 PROJECT=bench
+SETTING=${BENCH_SETTING:-all}
+SCENARIO=${BENCH_SCENARIO:-write}
 log() { printf 'bench/interleave: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+
+case "$SETTING" in all|auth|idempotency|ratelimit) ;; *) die "BENCH_SETTING: all, auth, idempotency or ratelimit" ;; esac
+case "$SCENARIO" in write|read) ;; *) die "BENCH_SCENARIO: write or read" ;; esac
 
 for c in wrk taskset curl jq ss pgrep getconf redis-server redis-cli runuser python3; do
   command -v "$c" >/dev/null || die "$c not found (run ops/setup)"
@@ -69,43 +84,82 @@ OFF_BASE=$BASE OFF_PID=$ENGRAM_PID
 API_KEY=$(DATABASE_URL="postgresql://engram@127.0.0.1:$PG_PORT/engram" "$ENGRAMD" keys create \
   --project "$PROJECT" --scopes memories:read,memories:write --name bench | head -n1 | jq -r .key)
 [[ "$API_KEY" == eg_* ]] || die "could not create an API key"
-ENGRAM_NAME=all ENGRAM_EXTRA_ENV=(ENGRAM_AUTH=on ENGRAM_RATE_LIMIT=100000000)
+# The other side: the layers of SETTING on, the rest as in off.
+case "$SETTING" in
+  all) ENGRAM_EXTRA_ENV=(ENGRAM_AUTH=on ENGRAM_RATE_LIMIT=100000000) ;;
+  auth) ENGRAM_EXTRA_ENV=(ENGRAM_AUTH=on) ;;
+  idempotency) ENGRAM_EXTRA_ENV=(ENGRAM_AUTH=off) ;;
+  ratelimit) ENGRAM_EXTRA_ENV=(ENGRAM_AUTH=off ENGRAM_RATE_LIMIT=100000000) ;;
+esac
+ENGRAM_NAME=$SETTING
 start_engramd
 ALL_BASE=$BASE ALL_PID=$ENGRAM_PID
+KEYED=0 IDEM=0
+case "$SETTING" in all|auth) KEYED=1 ;; esac
+case "$SETTING" in all|idempotency) IDEM=1 ;; esac
+AUTH_HDR=()
+[ "$KEYED" = 1 ] && AUTH_HDR=(-H "Authorization: Bearer $API_KEY")
 
-# Each setting is what it claims: without a key `all` refuses and `off` answers; `all` sends the
-# rate limit's headers; neither loaded instance sequences.
+# Each setting is what it claims: without a key a keyed setting refuses and `off` answers; a
+# rate-limited one sends the rate limit's headers, the others do not; neither loaded instance
+# sequences.
 LIST="/api/v1/memories?subject_id=probe&limit=1"
 probe() { curl -sS -m 5 -D - -o /dev/null -H "x-project-id: $PROJECT" "$@"; }
 probe "$OFF_BASE$LIST" | head -n1 | grep -q ' 200' || die "off: GET $LIST did not answer 200"
-probe "$ALL_BASE$LIST" | head -n1 | grep -q ' 401' || die "all: a request without a key was not refused"
-probe -H "Authorization: Bearer $API_KEY" "$ALL_BASE$LIST" | grep -qi '^ratelimit-policy:' \
-  || die "all: no RateLimit-Policy header"
+if [ "$KEYED" = 1 ]; then
+  probe "$ALL_BASE$LIST" | head -n1 | grep -q ' 401' || die "$SETTING: a request without a key was not refused"
+fi
+probe "${AUTH_HDR[@]}" "$ALL_BASE$LIST" | head -n1 | grep -q ' 200' || die "$SETTING: GET $LIST did not answer 200"
+if probe "${AUTH_HDR[@]}" "$ALL_BASE$LIST" | grep -qi '^ratelimit-policy:'; then
+  case "$SETTING" in all|ratelimit) ;; *) die "$SETTING: the rate limit is on" ;; esac
+else
+  case "$SETTING" in all|ratelimit) die "$SETTING: no RateLimit-Policy header" ;; esac
+fi
 for b in "$OFF_BASE" "$ALL_BASE"; do
   [ "$(gauge "$b" sequencer_leader)" = 0 ] || die "$b leads the sequencer"
 done
+
+# The read scenario's subject: 1,000 memories, written before the run and analyzed.
+READ_PATH="/api/v1/memories?subject_id=read-1k&limit=50"
+if [ "$SCENARIO" = read ]; then
+  q "INSERT INTO memories (id, project_id, subject_id, text, kind, importance, confidence, status,
+       is_deleted, source_type, created_at, updated_at)
+     SELECT 'mem_read_' || i, '$PROJECT', 'read-1k', 'note ' || i || ' about ' || w[1 + i % 8],
+       'fact', (i * 37) % 101, 0.9, 'active', false, 'explicit',
+       now() - i * interval '1 second', now() - i * interval '1 second'
+     FROM generate_series(1, 1000) i,
+       (SELECT ARRAY['apple','river','stone','cloud','maple','violet','copper','harbor'] AS w) x;
+     ANALYZE memories" >/dev/null
+  [ "$(probe "${AUTH_HDR[@]}" "$ALL_BASE$READ_PATH" | head -n1 | grep -c ' 200')" = 1 ] \
+    || die "$SETTING: GET $READ_PATH did not answer 200"
+fi
 
 : >"$TMP/runs.jsonl"
 # One slice of writes against one setting (BASE and ENGRAM_PID are run_wrk's target).
 slice() {
   local cfg=$1 round=$2 dur=$3 env
-  env=("BENCH_PROJECT=$PROJECT" "BENCH_TAG=$TAG-$cfg-$round" BENCH_SUBJECT_MODE=unique)
-  if [ "$cfg" = all ]; then
-    BASE=$ALL_BASE ENGRAM_PID=$ALL_PID ENGRAM_NAME=all
-    env+=("BENCH_API_KEY=$API_KEY" BENCH_IDEMPOTENCY=1)
+  if [ "$SCENARIO" = write ]; then
+    env=("BENCH_PROJECT=$PROJECT" "BENCH_TAG=$TAG-$cfg-$round" BENCH_SUBJECT_MODE=unique)
   else
-    BASE=$OFF_BASE ENGRAM_PID=$OFF_PID ENGRAM_NAME=off
+    env=("BENCH_PROJECT=$PROJECT" "BENCH_PATHS=$READ_PATH")
   fi
-  run_wrk "write_$cfg" "$round" "$dur" write.lua "${env[@]}"
+  if [ "$cfg" = off ]; then
+    BASE=$OFF_BASE ENGRAM_PID=$OFF_PID ENGRAM_NAME=off
+  else
+    BASE=$ALL_BASE ENGRAM_PID=$ALL_PID ENGRAM_NAME=$SETTING
+    [ "$KEYED" = 1 ] && env+=("BENCH_API_KEY=$API_KEY")
+    [ "$IDEM" = 1 ] && env+=(BENCH_IDEMPOTENCY=1)
+  fi
+  run_wrk "${SCENARIO}_$cfg" "$round" "$dur" "$SCENARIO.lua" "${env[@]}"
 }
 
 log "warm-up: each setting once ($WARMUP)"
 slice off warmup "$WARMUP"
-slice all warmup "$WARMUP"
-log "$PAIRS pairs of $SLICE slices, ABBA order"
+slice "$SETTING" warmup "$WARMUP"
+log "$PAIRS pairs of $SLICE $SCENARIO slices, off and $SETTING, ABBA order"
 for p in $(seq 1 "$PAIRS"); do
-  if (( p % 2 )); then slice off "$p" "$SLICE"; slice all "$p" "$SLICE"
-  else slice all "$p" "$SLICE"; slice off "$p" "$SLICE"; fi
+  if (( p % 2 )); then slice off "$p" "$SLICE"; slice "$SETTING" "$p" "$SLICE"
+  else slice "$SETTING" "$p" "$SLICE"; slice off "$p" "$SLICE"; fi
 done
 ENGRAM_NAME=sequencer
 IDEM_ROWS=$(q "select count(*) from idempotency_answers")
@@ -116,9 +170,11 @@ commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "no-commit")
 if [ "$commit" != no-commit ] && ! git -C "$ROOT" diff-index --quiet HEAD -- 2>/dev/null; then commit="$commit-dirty"; fi
 mkdir -p "$RESULTS"
 [ -f "$RESULTS/layers.md" ] || printf '# The cost of the production layers (bench/api/layers.sh, issue #5)\n' >"$RESULTS/layers.md"
-verdict=$(python3 "$HERE/pairs.py" "$TMP/runs.jsonl" "$RESULTS/interleave.json" \
+JSON=$RESULTS/interleave.json
+[ "$SCENARIO/$SETTING" = write/all ] || JSON=$RESULTS/interleave-$SCENARIO-$SETTING.json
+verdict=$(python3 "$HERE/pairs.py" "$TMP/runs.jsonl" "$JSON" "setting=$SETTING" "scenario=$SCENARIO" \
   "date=$(date -u '+%Y-%m-%d %H:%M UTC')" "commit=$commit" "load=$LOADAVG" "pairs=$PAIRS" \
   "slice=$SLICE" "conns=$CONNS" "load_cpus=${LOAD_CPUS:-any}" "server_cpus=${SERVER_CPUS:-any}" \
   "idem_rows=$IDEM_ROWS" "dup_mems=$DUP_MEMS" "backlog=$BACKLOG" | tee -a "$RESULTS/layers.md" | tail -n1)
-log "results: $RESULTS/layers.md, $RESULTS/interleave.json ($(( SECONDS - START )) s)"
+log "results: $RESULTS/layers.md, $JSON ($(( SECONDS - START )) s)"
 if [ "${BENCH_GATE:-0}" = 1 ] && [[ "$verdict" == *FAIL* ]]; then exit 3; fi
