@@ -1,10 +1,17 @@
 # bench/api/floor-sql.sh: the statements of a memory create, keyed or not, with pgbench variables
 # for engramd's parameters (sourced by floor.sh, whose header describes the variants, and by
-# rowcost.sh). floor_tables creates the tables only these models use.
+# rowcost.sh). floor_db starts the database they run on (after bench/lib.sh and build_engramd).
 # shellcheck shell=bash disable=SC2034 # the variables are the sourcing script's
 
 # event_outbox_x: event_outbox with an answer's columns, unique on its scope (the outbox variant);
 # answers_pk and answers_heap: idempotency_answers with its primary key only, and with no index.
+# floor_db [-c name=value ...]: a PostgreSQL with engram's schema (engramd migrate) and these tables.
+floor_db() {
+  start_pg "$@"
+  DATABASE_URL="postgresql://engram@127.0.0.1:$PG_PORT/engram" "$ENGRAMD" migrate >"$TMP/migrate.log" 2>&1 \
+    || { cat "$TMP/migrate.log" >&2; die "engramd migrate failed"; }
+  floor_tables
+}
 floor_tables() {
   q "CREATE TABLE event_outbox_x (LIKE event_outbox INCLUDING ALL, idem_scope uuid, idem_fingerprint bytea,
        idem_status int, idem_body text);

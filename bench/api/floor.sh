@@ -58,13 +58,10 @@ bench_init floor
 START=$SECONDS
 LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
 build_engramd
-# shellcheck disable=SC2086 # PG_OPTS is a list of -c options
-start_pg $PG_OPTS
-DATABASE_URL="postgresql://engram@127.0.0.1:$PG_PORT/engram" "$ENGRAMD" migrate >"$TMP/migrate.log" 2>&1 \
-  || { cat "$TMP/migrate.log" >&2; die "engramd migrate failed"; }
 # shellcheck source=bench/api/floor-sql.sh
 . "$HERE/floor-sql.sh"
-floor_tables
+# shellcheck disable=SC2086 # PG_OPTS is a list of -c options
+floor_db $PG_OPTS
 
 script() { # name statements...
   local f=$TMP/$1.sql; shift

@@ -135,7 +135,7 @@ if [ "$SCENARIO" = read ]; then
 fi
 
 : >"$TMP/runs.jsonl"
-# One slice of writes against one setting (BASE and ENGRAM_PID are run_wrk's target).
+# One slice of the scenario against one setting (BASE and ENGRAM_PID are run_wrk's target).
 slice() {
   local cfg=$1 round=$2 dur=$3 env
   if [ "$SCENARIO" = write ]; then
