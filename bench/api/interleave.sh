@@ -24,6 +24,11 @@
 #   ratelimit    the rate limit alone, per client address (auth off)
 #   write        creates of new memories, a unique subject per request (the default)
 #   read         GET of one page (limit 50) of a 1,000-memory subject, loaded before the run
+# wrk does not count statuses here (write.lua's BENCH_STATUS_COUNTS=0): building each response's
+# headers into a Lua table cost the load generator, on the server's CPUs, about 9 us more a
+# request for `all` (the rate limit's two headers) than for `off`, about 1 point of the cost.
+# engramd's own counts (http_requests_total) are checked instead, and in the write scenario each
+# side's memories and stored answers against its 201s.
 # Results: a section appended to bench/results/layers.md, and bench/results/interleave.json
 # (write, all) or interleave-SCENARIO-SETTING.json (the others).
 #
@@ -150,8 +155,20 @@ slice() {
     [ "$KEYED" = 1 ] && env+=("BENCH_API_KEY=$API_KEY")
     [ "$IDEM" = 1 ] && env+=(BENCH_IDEMPOTENCY=1)
   fi
-  run_wrk "${SCENARIO}_$cfg" "$round" "$dur" "$SCENARIO.lua" "${env[@]}"
+  # No status counting in wrk (write.lua): engramd's own counts are checked after the run.
+  run_wrk "${SCENARIO}_$cfg" "$round" "$dur" "$SCENARIO.lua" "${env[@]}" BENCH_STATUS_COUNTS=0
 }
+
+# The scenario's requests by status, as the engramd at $1 counted them: "status count" lines.
+METHOD=POST WANT=201
+[ "$SCENARIO" = read ] && METHOD=GET WANT=200
+statuses() {
+  local sel="http_requests_total{method=\"$METHOD\",route=\"/api/v1/memories\",status=\""
+  curl -fsS -m 5 "$1/metrics" | awk -v sel="$sel" \
+    'index($1, sel) == 1 { s = substr($1, length(sel) + 1); sub(/".*/, "", s); print s, $2 }'
+}
+statuses "$OFF_BASE" >"$TMP/status-off-before" || die "off: no /metrics"
+statuses "$ALL_BASE" >"$TMP/status-$SETTING-before" || die "$SETTING: no /metrics"
 
 log "warm-up: each setting once ($WARMUP)"
 slice off warmup "$WARMUP"
@@ -163,6 +180,31 @@ for p in $(seq 1 "$PAIRS"); do
 done
 ENGRAM_NAME=sequencer
 IDEM_ROWS=$(q "select count(*) from idempotency_answers")
+
+# What each engramd answered during the run (its metrics, less the probes before it): WANT for
+# every request, or 499 for the few still in flight when a slice ended (wrk closed their
+# connections). In the write scenario each side's memories are between its 201s and its 201s
+# plus 499s: fewer would be a 201 without its write (a replay, or a lost write), more a write
+# no request asked for; with an Idempotency-Key, likewise its stored answers.
+STATUS_OTHER=0 STATUS_NOTE=""
+for side in off "$SETTING"; do
+  base=$ALL_BASE
+  [ "$side" = off ] && base=$OFF_BASE
+  statuses "$base" >"$TMP/status-$side-after" || die "$side: no /metrics"
+  read -r ok gone other < <(awk -v w="$WANT" 'FILENAME == ARGV[1] { before[$1] = $2; next }
+    { n = $2 - before[$1]; if ($1 == w) ok += n; else if ($1 == 499) gone += n; else other += n }
+    END { print ok + 0, gone + 0, other + 0 }' "$TMP/status-$side-before" "$TMP/status-$side-after")
+  STATUS_OTHER=$(( STATUS_OTHER + other ))
+  STATUS_NOTE+="${STATUS_NOTE:+; }$side $ok × $WANT, $gone × 499, $other other"
+  [ "$SCENARIO" = write ] || continue
+  made=$(q "select count(*) from memories where subject_id like 's-$TAG-$side-%'")
+  (( made >= ok && made <= ok + gone )) \
+    || die "$side: $made memories made for $ok answers 201 and $gone requests left in flight"
+  if [ "$side" != off ] && [ "$IDEM" = 1 ]; then
+    (( IDEM_ROWS >= ok && IDEM_ROWS <= ok + gone )) \
+      || die "$side: $IDEM_ROWS stored answers for $ok answers 201 and $gone requests left in flight"
+  fi
+done
 DUP_MEMS=$(q "select count(*) - count(distinct text) from memories where project_id = '$PROJECT'")
 BACKLOG=$(q "select count(*) from event_outbox")
 
@@ -175,6 +217,7 @@ JSON=$RESULTS/interleave.json
 verdict=$(python3 "$HERE/pairs.py" "$TMP/runs.jsonl" "$JSON" "setting=$SETTING" "scenario=$SCENARIO" \
   "date=$(date -u '+%Y-%m-%d %H:%M UTC')" "commit=$commit" "load=$LOADAVG" "pairs=$PAIRS" \
   "slice=$SLICE" "conns=$CONNS" "load_cpus=${LOAD_CPUS:-any}" "server_cpus=${SERVER_CPUS:-any}" \
-  "idem_rows=$IDEM_ROWS" "dup_mems=$DUP_MEMS" "backlog=$BACKLOG" | tee -a "$RESULTS/layers.md" | tail -n1)
+  "idem_rows=$IDEM_ROWS" "dup_mems=$DUP_MEMS" "backlog=$BACKLOG" \
+  "status_other=$STATUS_OTHER" "statuses=$STATUS_NOTE" | tee -a "$RESULTS/layers.md" | tail -n1)
 log "results: $RESULTS/layers.md, $JSON ($(( SECONDS - START )) s)"
 if [ "${BENCH_GATE:-0}" = 1 ] && [[ "$verdict" == *FAIL* ]]; then exit 3; fi

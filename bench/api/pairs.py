@@ -58,16 +58,24 @@ def main():
     off_req = sum(p[off_k]["requests"] for p in pairs)
     all_req = sum(p[on_k]["requests"] for p in pairs)
     pooled = 100.0 * (1.0 - all_req / off_req)
-    errors = sum(p[s]["errors"] for p in pairs for s in (off_k, on_k))
+    # wrk's own errors, and the statuses other than the expected one (or 499, a request in flight
+    # when its slice ended) that engramd counted (interleave.sh: wrk does not count statuses).
+    errors = sum(p[s]["errors"] for p in pairs for s in (off_k, on_k)) \
+        + int(meta.get("status_other", 0))
 
     def col(s, k):
         return median([p[s][k] for p in pairs if p[s].get(k) is not None])
+
+    def load_us(s):
+        return median([p[s]["load_cpu_pct"] * 1e4 / p[s]["rps"] for p in pairs
+                       if p[s].get("load_cpu_pct") is not None and p[s]["rps"] > 0])
 
     setting = {s: {"rps_median": col(sc + "_" + s, "rps"),
                    "p50_ms": col(sc + "_" + s, "p50_us") / 1000,
                    "p99_ms": col(sc + "_" + s, "p99_us") / 1000,
                    "engramd_cpu_us_per_req": col(sc + "_" + s, "engramd_cpu_us_per_req"),
-                   "pg_cpu_us_per_req": col(sc + "_" + s, "pg_cpu_us_per_req")}
+                   "pg_cpu_us_per_req": col(sc + "_" + s, "pg_cpu_us_per_req"),
+                   "load_cpu_us_per_req": load_us(sc + "_" + s)}
                for s in ("off", name)}
     est = median(costs)
     gated = (sc, name) == ("write", "all")
@@ -85,6 +93,7 @@ def main():
            "idempotency_rows": int(meta.get("idem_rows", 0)),
            "duplicate_memories": int(meta.get("dup_mems", 0)),
            "outbox_backlog_after": int(meta.get("backlog", 0)),
+           "statuses": meta.get("statuses"),
            "setting": setting, "target_pct": TARGET if gated else None, "verdict": verdict}
     write_json(out_path, out)
 
@@ -97,17 +106,20 @@ def main():
           f" {meta.get('server_cpus')}, load on CPU {meta.get('load_cpus')}, PostgreSQL and Redis"
           " on CPU any.\n")
     print("| setting | req/s (median slice) | p50 ms | p99 ms | engramd µs CPU/req |"
-          " PostgreSQL µs CPU/req |")
-    print("|---|---|---|---|---|---|")
+          " PostgreSQL µs CPU/req | load µs CPU/req |")
+    print("|---|---|---|---|---|---|---|")
     for s in ("off", name):
         v = setting[s]
+        load = "" if v["load_cpu_us_per_req"] is None else f"{v['load_cpu_us_per_req']:.0f}"
         print(f"| {s} | {v['rps_median']:.0f} | {v['p50_ms']:.2f} | {v['p99_ms']:.2f} |"
-              f" {v['engramd_cpu_us_per_req']:.0f} | {v['pg_cpu_us_per_req']:.0f} |")
+              f" {v['engramd_cpu_us_per_req']:.0f} | {v['pg_cpu_us_per_req']:.0f} | {load} |")
     print(f"\nCost per pair: median **{est:.1f} %** (bootstrap 95 % interval {lo:.1f}-{hi:.1f} %),"
           f" pooled {pooled:.1f} %, mean {out['cost_pct_mean']:.1f} % (sd"
           f" {out['cost_pct_stdev']:.1f} points). Errors: {errors}. Idempotency records stored:"
           f" {out['idempotency_rows']}; duplicate memories: {out['duplicate_memories']}; outbox"
           f" backlog at the end: {out['outbox_backlog_after']}.")
+    if meta.get("statuses"):
+        print(f"Answered, engramd's count over the run: {meta['statuses']}.")
     print("Pair costs (%): " + ", ".join(f"{c:.1f}" for c in costs) + ".")
     if gated:
         print(f"\nTarget: all layers together cost <= {TARGET:.0f}% of write throughput:"

@@ -1,6 +1,7 @@
 -- wrk script for bench/api/run.sh: GET requests cycling through BENCH_PATHS ('|'-separated request
 -- targets), with x-project-id BENCH_PROJECT. done() prints one WRKJSON line (latency in us) with
 -- the count of 200s and other statuses. BENCH_API_KEY adds `Authorization: Bearer <key>`.
+-- BENCH_STATUS_COUNTS=0: no response(), and no status counts (see write.lua).
 local wrkjson = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "../wrkjson.lua")
 local project = os.getenv("BENCH_PROJECT") or "bench"
 local paths = {}
@@ -30,8 +31,10 @@ function request()
   return reqs[i]
 end
 
-function response(status, hdrs, body)
-  if status == 200 then c200 = c200 + 1 else cother = cother + 1 end
+if os.getenv("BENCH_STATUS_COUNTS") ~= "0" then
+  function response(status, hdrs, body)
+    if status == 200 then c200 = c200 + 1 else cother = cother + 1 end
+  end
 end
 
 done = wrkjson.done(threads, { "200", "other" })
