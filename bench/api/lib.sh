@@ -101,7 +101,8 @@ cpu_json() {
           load_cpu_pct: (100 * $load / $clk / $wall),
           other_cpu_pct: ([0, 100 * ($all - $srv - $pg - $load) / $clk / $wall] | max),
           engramd_cpu_us_per_req: (if .requests > 0 then $srv / $clk * 1e6 / .requests else null end),
-          pg_cpu_us_per_req: (if .requests > 0 then $pg / $clk * 1e6 / .requests else null end)}' <<<"$1"
+          pg_cpu_us_per_req: (if .requests > 0 then $pg / $clk * 1e6 / .requests else null end),
+          load_cpu_us_per_req: (if .requests > 0 then $load / $clk * 1e6 / .requests else null end)}' <<<"$1"
 }
 
 record() {   # json: append to runs.jsonl and print one line

@@ -66,16 +66,12 @@ def main():
     def col(s, k):
         return median([p[s][k] for p in pairs if p[s].get(k) is not None])
 
-    def load_us(s):
-        return median([p[s]["load_cpu_pct"] * 1e4 / p[s]["rps"] for p in pairs
-                       if p[s].get("load_cpu_pct") is not None and p[s]["rps"] > 0])
-
     setting = {s: {"rps_median": col(sc + "_" + s, "rps"),
                    "p50_ms": col(sc + "_" + s, "p50_us") / 1000,
                    "p99_ms": col(sc + "_" + s, "p99_us") / 1000,
                    "engramd_cpu_us_per_req": col(sc + "_" + s, "engramd_cpu_us_per_req"),
                    "pg_cpu_us_per_req": col(sc + "_" + s, "pg_cpu_us_per_req"),
-                   "load_cpu_us_per_req": load_us(sc + "_" + s)}
+                   "load_cpu_us_per_req": col(sc + "_" + s, "load_cpu_us_per_req")}
                for s in ("off", name)}
     est = median(costs)
     gated = (sc, name) == ("write", "all")
